@@ -1,0 +1,237 @@
+//! Command handlers: parse arguments into requests, call the job and repo layers, print.
+
+use super::exit::{self, Failure};
+use super::output::{bytes, print_json, rate};
+use super::{BackupArgs, CheckArgs, Cli, Command, Global, RestoreArgs, secrets};
+use crate::job::backup::{self, BackupRequest, BackupSource};
+use crate::job::restore::{self, RestoreTarget};
+use crate::repo::check::{ReadData, check};
+use crate::repo::snapshot::Snapshot;
+use crate::repo::writer::{WriteStats, WriterOptions};
+use crate::repo::{InitOptions, Repository, lock};
+use crate::store::{DynStore, LocalStore};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    let g = cli.global;
+    match cli.command {
+        Command::Init => init(&g).await,
+        Command::Backup(a) => backup_cmd(&g, a).await,
+        Command::Snapshots { name } => snapshots(&g, name.as_deref()).await,
+        Command::Restore(a) => restore_cmd(&g, a).await,
+        Command::Check(a) => check_cmd(&g, a).await,
+        Command::Key(k) => super::keycmd::run(&g, k).await,
+    }
+}
+
+/// Turn a repository address into a store.
+pub fn store_for(g: &Global) -> Result<DynStore, Failure> {
+    let addr = g.repo.as_deref().ok_or_else(|| Failure::usage("no repository: use --repo or set DRTOOL_REPO"))?;
+    if let Some(path) = addr.strip_prefix("file://") {
+        return Ok(Arc::new(LocalStore::new(path)));
+    }
+    if addr.contains("://") {
+        return Err(Failure::usage(format!("unsupported repository address {addr:?} (use a local path or file:///path)")));
+    }
+    Ok(Arc::new(LocalStore::new(addr)))
+}
+
+pub async fn open_repo(g: &Global) -> Result<Arc<Repository>, Failure> {
+    let store = store_for(g)?;
+    // Fail on a missing repository before asking for a password.
+    match store.size("config").await {
+        Err(e) if e.is_not_found() => return Err(crate::repo::RepoError::NoRepository { location: store.location() }.into()),
+        _ => {}
+    }
+    let pw = secrets::repo_password(g.password_file.as_deref(), false)?;
+    Ok(Arc::new(Repository::open(store, &pw).await?))
+}
+
+async fn init(g: &Global) -> Result<u8, Failure> {
+    let store = store_for(g)?;
+    let pw = secrets::repo_password(g.password_file.as_deref(), true)?;
+    let repo = Repository::init(store.clone(), &pw, InitOptions::default()).await?;
+    if g.json {
+        print_json(&serde_json::json!({ "repository": store.location(), "id": repo.id(), "key": repo.current_slot() }))?;
+    } else {
+        println!("created repository {} at {}", &repo.id()[..8], store.location());
+    }
+    Ok(exit::OK)
+}
+
+fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
+    let kinds = usize::from(a.stdin) + usize::from(!a.command.is_empty()) + usize::from(!a.paths.is_empty());
+    if kinds != 1 {
+        return Err(Failure::usage("give exactly one source: PATH..., --stdin, or -- COMMAND [ARGS...]"));
+    }
+    let (source, name) = if a.stdin {
+        (BackupSource::Stdin, a.name.ok_or_else(|| Failure::usage("--stdin needs --name"))?)
+    } else if !a.command.is_empty() {
+        (BackupSource::Command(a.command), a.name.ok_or_else(|| Failure::usage("a command backup needs --name"))?)
+    } else {
+        let default = a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+        (BackupSource::Paths(a.paths), a.name.unwrap_or(default))
+    };
+    let writer = WriterOptions { compression_level: a.compression, ..WriterOptions::default() };
+    Ok(BackupRequest { name, source, tags: a.tags, time: a.time, writer })
+}
+
+/// A progress line on stderr while the backup runs, only on a terminal.
+fn progress(stats: Arc<WriteStats>) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+        bar.set_style(style);
+    }
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        // Stops when the backup drops its counters (only this task holds them then).
+        while Arc::strong_count(&stats) > 1 {
+            let read = WriteStats::get(&stats.bytes_read);
+            let ms = started.elapsed().as_millis() as u64;
+            bar.set_message(format!(
+                "read {}  new {}  stored {}  {}",
+                bytes(read),
+                bytes(WriteStats::get(&stats.bytes_new)),
+                bytes(WriteStats::get(&stats.bytes_stored)),
+                rate(read, ms)
+            ));
+            bar.tick();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        bar.finish_and_clear();
+    });
+}
+
+async fn backup_cmd(g: &Global, a: BackupArgs) -> Result<u8, Failure> {
+    let req = backup_request(a)?;
+    let repo = open_repo(g).await?;
+    let show = !g.json;
+    let out = backup::run(repo, req, &|s| if show { progress(s) }).await?;
+    let m = &out.manifest;
+    let s = &m.summary;
+    for w in &out.warnings {
+        eprintln!("drtool: warning: could not read {w}");
+    }
+    if g.json {
+        print_json(&serde_json::json!({
+            "snapshot_id": out.id, "short_id": out.id.short(), "name": m.name, "time": m.time,
+            "partial": m.partial, "warnings": out.warnings, "summary": s,
+        }))?;
+    } else {
+        println!(
+            "snapshot {} saved ({}): read {}, new {}, stored {}, {} chunks ({} new) in {:.1} s, {}",
+            out.id.short(),
+            m.name,
+            bytes(s.bytes_read),
+            bytes(s.bytes_new),
+            bytes(s.bytes_stored),
+            s.chunks,
+            s.chunks_new,
+            s.duration_ms as f64 / 1000.0,
+            rate(s.bytes_read, s.duration_ms)
+        );
+    }
+    Ok(if m.partial { exit::PARTIAL } else { exit::OK })
+}
+
+fn snapshot_json(s: &Snapshot) -> serde_json::Value {
+    let m = &s.manifest;
+    serde_json::json!({
+        "id": s.id, "short_id": s.id.short(), "time": m.time, "host": m.host, "name": m.name,
+        "source": m.source.kind, "size": m.size(), "tags": m.tags, "partial": m.partial, "summary": m.summary,
+    })
+}
+
+async fn snapshots(g: &Global, name: Option<&str>) -> Result<u8, Failure> {
+    let repo = open_repo(g).await?;
+    let all: Vec<Snapshot> =
+        repo.list_snapshots().await?.into_iter().filter(|s| name.is_none_or(|n| s.manifest.name == n)).collect();
+    if g.json {
+        print_json(&all.iter().map(snapshot_json).collect::<Vec<_>>())?;
+        return Ok(exit::OK);
+    }
+    println!("{:<8}  {:<19}  {:<16}  {:<8}  {:>11}  name", "id", "time (UTC)", "host", "source", "size");
+    for s in &all {
+        let m = &s.manifest;
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:<8}  {:>11}  {}{}",
+            s.id.short(),
+            m.time.format("%Y-%m-%d %H:%M:%S"),
+            m.host,
+            m.source.kind,
+            bytes(m.size()),
+            m.name,
+            if m.partial { " (partial)" } else { "" }
+        );
+    }
+    println!("{} snapshots", all.len());
+    Ok(exit::OK)
+}
+
+async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
+    let target = match (a.target, a.stdout) {
+        (Some(dir), false) => RestoreTarget::Dir(dir),
+        (None, true) => RestoreTarget::Stdout,
+        _ => return Err(Failure::usage("choose where to restore: --target DIR or --stdout")),
+    };
+    let repo = open_repo(g).await?;
+    let snap = repo.find_snapshot(&a.snapshot, a.name.as_deref()).await?;
+    let started = std::time::Instant::now();
+    let summary = restore::run(repo, &snap, &target).await?;
+    let ms = started.elapsed().as_millis() as u64;
+    // Data may be on stdout: the report goes to stderr unless JSON was asked for a directory restore.
+    if g.json && matches!(target, RestoreTarget::Dir(_)) {
+        print_json(&serde_json::json!({ "snapshot_id": snap.id, "summary": summary, "duration_ms": ms }))?;
+    } else {
+        eprintln!(
+            "restored snapshot {} ({}): {} in {} files, {} dirs, {} symlinks, {:.1} s, {}",
+            snap.id.short(),
+            snap.manifest.name,
+            bytes(summary.bytes),
+            summary.files,
+            summary.dirs,
+            summary.symlinks,
+            ms as f64 / 1000.0,
+            rate(summary.bytes, ms)
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
+    let read = match (a.read_data, a.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(p)) if p > 0.0 && p <= 100.0 => ReadData::Subset(p),
+        (false, Some(p)) => return Err(Failure::usage(format!("--read-data-subset must be in (0, 100], got {p}"))),
+        (false, None) => ReadData::None,
+    };
+    let repo = open_repo(g).await?;
+    let guard = lock::acquire(&repo, false, "check").await?;
+    let result = check(&repo, read).await;
+    guard.release().await?;
+    let report = result?;
+    if g.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "{} snapshots, {} index files, {} packs indexed, {} packs read ({} blobs verified)",
+            report.snapshots, report.index_files, report.packs_indexed, report.packs_read, report.blobs_read
+        );
+        if report.unindexed_packs > 0 {
+            println!("{} packs are not indexed (left by interrupted runs; prune removes them)", report.unindexed_packs);
+        }
+        for d in &report.damaged_packs {
+            let snaps: Vec<String> = d.snapshots.iter().map(|s| s.short()).collect();
+            println!("DAMAGED pack {}: {}; affects snapshots: {}", d.pack, d.reason, if snaps.is_empty() { "none".into() } else { snaps.join(", ") });
+        }
+        for e in &report.errors {
+            println!("ERROR {e}");
+        }
+        println!("{}", if report.is_clean() { "no errors found" } else { "repository has errors" });
+    }
+    Ok(if report.is_clean() { exit::OK } else { exit::DAMAGED })
+}

@@ -1,0 +1,68 @@
+//! Exit codes (documented in docs/EXIT_CODES.md and the README).
+
+use crate::job::JobError;
+use crate::repo::RepoError;
+
+pub const OK: u8 = 0;
+pub const ERROR: u8 = 1;
+pub const USAGE: u8 = 2;
+pub const PARTIAL: u8 = 3;
+pub const DAMAGED: u8 = 4;
+pub const SOURCE_FAILED: u8 = 5;
+pub const NO_REPOSITORY: u8 = 10;
+pub const LOCKED: u8 = 11;
+pub const WRONG_PASSWORD: u8 = 12;
+pub const NOT_FOUND: u8 = 13;
+pub const INTERRUPTED: u8 = 130;
+
+/// An error that carries its exit code to `main`.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
+        Self { code, error: error.into() }
+    }
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Self { code: USAGE, error: anyhow::anyhow!(msg.into()) }
+    }
+}
+
+pub fn repo_code(e: &RepoError) -> u8 {
+    match e {
+        RepoError::NoRepository { .. } => NO_REPOSITORY,
+        RepoError::Locked { .. } => LOCKED,
+        RepoError::WrongPassword { .. } => WRONG_PASSWORD,
+        RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot(_) | RepoError::KeyNotFound(_) => NOT_FOUND,
+        RepoError::Corrupt { .. } | RepoError::MissingChunk { .. } => DAMAGED,
+        _ => ERROR,
+    }
+}
+
+impl From<RepoError> for Failure {
+    fn from(e: RepoError) -> Self {
+        Failure::new(repo_code(&e), e)
+    }
+}
+
+impl From<JobError> for Failure {
+    fn from(e: JobError) -> Self {
+        let code = match &e {
+            JobError::Repo(r) => repo_code(r),
+            JobError::Source(_) => SOURCE_FAILED,
+            JobError::Target(_) => ERROR,
+            JobError::Interrupted(_) => INTERRUPTED,
+            JobError::Usage(_) => USAGE,
+        };
+        Failure::new(code, e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::new(ERROR, e)
+    }
+}

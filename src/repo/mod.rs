@@ -1,0 +1,245 @@
+//! The repository: the only layer that knows the stored format (docs/FORMAT.md).
+
+pub mod check;
+pub mod error;
+pub mod ids;
+pub mod index;
+pub mod keyring;
+pub mod keys;
+pub mod lock;
+pub mod pack;
+pub mod reader;
+pub mod snapshot;
+pub mod tree;
+pub mod writer;
+
+use crate::pipeline::{ChunkerParams, compress, decompress_limited};
+use crate::store::DynStore;
+pub use error::{RepoError, Result};
+use ids::{IndexId, SnapshotId};
+use index::{Index, IndexedPack};
+use keys::{KdfParams, KeySlot, MasterKey, RepoKeys};
+use serde::{Deserialize, Serialize};
+use snapshot::{Snapshot, SnapshotManifest};
+
+
+
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Metadata objects larger than this are refused when read (defence against damage).
+const META_LIMIT: u64 = 4 << 30;
+
+/// Plaintext `config`: only what is needed to open the repository.
+#[derive(Debug, Serialize, Deserialize)]
+struct ConfigFile {
+    version: u32,
+    id: String,
+    /// Sealed JSON [`Settings`], hex.
+    settings: String,
+}
+
+/// Repository-wide settings fixed at init; sealed inside `config`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub chunker: ChunkerParams,
+}
+
+/// Options for `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self { chunker: ChunkerParams::default(), kdf: keys::DEFAULT_KDF }
+    }
+}
+
+/// An open repository: store plus keys. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Repository {
+    store: DynStore,
+    id: String,
+    keys: RepoKeys,
+    settings: Settings,
+    /// Kept (zeroized on drop) so that `key add` can wrap it in a new slot.
+    master: MasterKey,
+    /// The key slot the password opened (so it is not removed by accident).
+    slot: String,
+}
+
+/// Object kinds sealed with the metadata key; the name goes into the AAD.
+#[derive(Debug, Clone, Copy)]
+pub enum MetaKind {
+    Config,
+    Index,
+    Snapshot,
+    Lock,
+}
+
+impl MetaKind {
+    fn aad(self) -> &'static [u8] {
+        match self {
+            MetaKind::Config => b"drtool config v1",
+            MetaKind::Index => b"drtool index v1",
+            MetaKind::Snapshot => b"drtool snapshot v1",
+            MetaKind::Lock => b"drtool lock v1",
+        }
+    }
+}
+
+fn random_hex(n: usize) -> Result<String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).map_err(|e| RepoError::Pipeline(format!("random: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+impl Repository {
+    /// Create a repository. Key slot first, `config` last: a store with a
+    /// `config` is a repository, so a crash mid-init leaves no half-made one.
+    pub async fn init(store: DynStore, password: &[u8], opts: InitOptions) -> Result<Self> {
+        opts.chunker.validate().map_err(|reason| RepoError::Invalid { what: "chunker".into(), reason })?;
+        match store.size("config").await {
+            Ok(_) => return Err(RepoError::AlreadyExists { location: store.location() }),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let id = random_hex(16)?;
+        let master = MasterKey::generate()?;
+        let keys = master.derive_keys();
+        let settings = Settings { chunker: opts.chunker };
+        let slot_id = random_hex(16)?;
+        let slot = KeySlot::create(&master, password, &id, opts.kdf)?;
+        store.put(&format!("keys/{slot_id}"), json_bytes(&slot)?).await?;
+        let sealed = seal_meta(&keys, MetaKind::Config, &json_bytes(&settings)?)?;
+        let config = ConfigFile { version: FORMAT_VERSION, id: id.clone(), settings: hex::encode(sealed) };
+        store.put("config", json_bytes(&config)?).await?;
+        Ok(Self { store, id, keys, settings, master, slot: slot_id })
+    }
+
+    pub async fn open(store: DynStore, password: &[u8]) -> Result<Self> {
+        let location = store.location();
+        let raw = match store.get("config").await {
+            Ok(r) => r,
+            Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location }),
+            Err(e) => return Err(e.into()),
+        };
+        let config: ConfigFile =
+            serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt("config", format!("not valid JSON: {e}")))?;
+        if config.version != FORMAT_VERSION {
+            return Err(RepoError::UnsupportedVersion { found: config.version, supported: FORMAT_VERSION });
+        }
+        let (master, slot) = keyring::unlock(&store, &config.id, password).await?;
+        let keys = master.derive_keys();
+        let sealed = hex::decode(&config.settings).map_err(|_| RepoError::corrupt("config", "settings not hex"))?;
+        let settings: Settings = serde_json::from_slice(&open_meta(&keys, MetaKind::Config, "config", &sealed)?)
+            .map_err(|e| RepoError::corrupt("config", e))?;
+        settings.chunker.validate().map_err(|r| RepoError::corrupt("config", r))?;
+        Ok(Self { store, id: config.id, keys, settings, master, slot })
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    pub fn keys(&self) -> &RepoKeys {
+        &self.keys
+    }
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+    pub fn current_slot(&self) -> &str {
+        &self.slot
+    }
+
+    /// Seal and store a metadata object under `<dir>/<BLAKE3 of stored bytes>`.
+    pub async fn put_meta(&self, kind: MetaKind, dir: &str, plaintext: &[u8]) -> Result<[u8; 32]> {
+        let sealed = seal_meta(&self.keys, kind, plaintext)?;
+        let id = *blake3::hash(&sealed).as_bytes();
+        self.store.put(&format!("{dir}/{}", hex::encode(id)), sealed).await?;
+        Ok(id)
+    }
+
+    pub async fn get_meta(&self, kind: MetaKind, name: &str) -> Result<Vec<u8>> {
+        let sealed = self.store.get(name).await?;
+        open_meta(&self.keys, kind, name, &sealed)
+    }
+
+    pub async fn write_index(&self, packs: &[IndexedPack]) -> Result<IndexId> {
+        Ok(IndexId(self.put_meta(MetaKind::Index, "index", &index::encode(packs)).await?))
+    }
+
+    /// Load every index file. A damaged index file is an error here; `check` reports it.
+    pub async fn load_index(&self) -> Result<Index> {
+        let mut idx = Index::default();
+        for obj in self.store.list("index/").await? {
+            for p in index::decode(&obj.name, &self.get_meta(MetaKind::Index, &obj.name).await?)? {
+                idx.add_pack(&p);
+            }
+        }
+        Ok(idx)
+    }
+
+    pub async fn save_snapshot(&self, manifest: &SnapshotManifest) -> Result<SnapshotId> {
+        Ok(SnapshotId(self.put_meta(MetaKind::Snapshot, "snapshots", &json_bytes(manifest)?).await?))
+    }
+
+    pub async fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+        let name = id.object_name();
+        let sealed = self.store.get(&name).await?;
+        if SnapshotId::of_bytes(&sealed) != id {
+            return Err(RepoError::corrupt(name, "stored bytes do not match the snapshot id"));
+        }
+        let plain = open_meta(&self.keys, MetaKind::Snapshot, &name, &sealed)?;
+        let manifest = serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(name, e))?;
+        Ok(Snapshot { id, manifest })
+    }
+
+    /// All snapshots, oldest first.
+    pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut out = Vec::new();
+        for obj in self.store.list("snapshots/").await? {
+            let Some(id) = obj.name.strip_prefix("snapshots/").and_then(SnapshotId::from_hex) else { continue };
+            out.push(self.load_snapshot(id).await?);
+        }
+        out.sort_by(|a, b| a.manifest.time.cmp(&b.manifest.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Resolve `latest` (optionally the latest with a given name) or an id prefix.
+    pub async fn find_snapshot(&self, spec: &str, name: Option<&str>) -> Result<Snapshot> {
+        let all = self.list_snapshots().await?;
+        let matches_name = |s: &&Snapshot| name.is_none_or(|n| s.manifest.name == n);
+        if spec == "latest" {
+            let what = name.map_or_else(|| "latest".to_string(), |n| format!("latest with name {n:?}"));
+            return all.iter().rev().find(matches_name).cloned().ok_or(RepoError::SnapshotNotFound(what));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotNotFound(spec.to_string()));
+        }
+        let mut found = all.iter().filter(|s| s.id.to_hex().starts_with(&spec_l)).filter(matches_name);
+        match (found.next(), found.next()) {
+            (Some(s), None) => Ok(s.clone()),
+            (Some(_), Some(_)) => Err(RepoError::AmbiguousSnapshot(spec.to_string())),
+            (None, _) => Err(RepoError::SnapshotNotFound(spec.to_string())),
+        }
+    }
+}
+
+fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| RepoError::Pipeline(format!("serialise: {e}")))
+}
+
+fn seal_meta(keys: &RepoKeys, kind: MetaKind, plaintext: &[u8]) -> Result<Vec<u8>> {
+    keys.meta.seal(kind.aad(), &compress(3, plaintext)).map_err(|e| RepoError::seal(format!("{kind:?}"), e))
+}
+
+fn open_meta(keys: &RepoKeys, kind: MetaKind, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
+    let encoded = keys.meta.open(kind.aad(), sealed).map_err(|e| RepoError::seal(name, e))?;
+    decompress_limited(&encoded, META_LIMIT).map_err(|e| RepoError::corrupt(name, e))
+}

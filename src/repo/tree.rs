@@ -1,0 +1,100 @@
+//! File-tree metadata: one JSON object per line, parents before children.
+
+use crate::pipeline::ChunkId;
+use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+/// A path or name as raw bytes; JSON shows it as a string when it is UTF-8
+/// and as `{"hex": ...}` otherwise, so no file name is ever mangled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RawPath(pub Vec<u8>);
+
+impl RawPath {
+    pub fn as_os_str(&self) -> &OsStr {
+        OsStr::from_bytes(&self.0)
+    }
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawPathRepr {
+    Text(String),
+    Hex { hex: String },
+}
+
+impl Serialize for RawPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(t) => RawPathRepr::Text(t.to_string()),
+            Err(_) => RawPathRepr::Hex { hex: hex::encode(&self.0) },
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match RawPathRepr::deserialize(d)? {
+            RawPathRepr::Text(t) => Ok(RawPath(t.into_bytes())),
+            RawPathRepr::Hex { hex } => hex::decode(hex).map(RawPath).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One entry of a tree. `path` is relative to the restore target and uses `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub path: RawPath,
+    pub kind: NodeKind,
+    /// Permission bits (07777).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RawPath>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_paths_roundtrip_utf8_and_binary() {
+        for bytes in [b"caf\xc3\xa9/x".to_vec(), b"bad\xff\xfename".to_vec()] {
+            let n = Node {
+                path: RawPath(bytes.clone()),
+                kind: NodeKind::File,
+                mode: 0o644,
+                mtime_ns: 1,
+                size: 0,
+                chunks: vec![],
+                target: None,
+            };
+            let j = serde_json::to_string(&n).unwrap();
+            let back: Node = serde_json::from_str(&j).unwrap();
+            assert_eq!(back, n);
+        }
+        let j = serde_json::to_string(&RawPath(b"\xff".to_vec())).unwrap();
+        assert_eq!(j, r#"{"hex":"ff"}"#);
+    }
+}

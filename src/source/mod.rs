@@ -1,0 +1,28 @@
+//! What produces bytes to back up. Sources never touch the store: they hand
+//! readers to the caller's feeder.
+
+pub mod command;
+pub mod tree;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source command {command} failed ({status}){}", stderr_suffix(.stderr))]
+    Failed { command: String, status: String, stderr: String },
+    #[error("cannot start {command}: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let t = stderr.trim();
+    if t.is_empty() { String::new() } else { format!("; its stderr:\n{t}") }
+}

@@ -1,0 +1,78 @@
+//! Bytes by name. Stores know nothing of the repository format.
+//!
+//! Names are `/`-separated relative paths such as `data/ab/ab12...` or
+//! `snapshots/<id>`; a store maps them onto its own namespace.
+
+pub mod local;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub use local::LocalStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{name}: not found")]
+    NotFound { name: String },
+    #[error("{name}: {source}")]
+    Io {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name}: read {got} bytes, expected {expected}")]
+    ShortRead { name: String, expected: u64, got: u64 },
+    #[error("invalid object name {0:?}")]
+    InvalidName(String),
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Full name, including the listed prefix (e.g. `data/ab/ab12...`).
+    pub name: String,
+    pub size: u64,
+}
+
+/// A flat namespace of immutable objects.
+///
+/// Semantics every implementation must provide:
+/// - `put` is atomic and durable: once it returns `Ok`, the whole object is
+///   stored and survives a crash; a reader never sees a partial object. A put
+///   over an existing name replaces it whole (the repository only does this
+///   with identical content, so it does not rely on create-if-absent).
+/// - `get`/`get_range` return exactly the requested bytes or an error;
+///   a short object is `ShortRead`, never silently truncated data.
+/// - `list(prefix)` returns every complete object whose name starts with
+///   `prefix` (in-progress uploads and temp files are never listed), in no
+///   particular order.
+/// - `delete` is idempotent: deleting a missing object is `Ok`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    async fn put(&self, name: &str, data: Vec<u8>) -> Result<(), StoreError>;
+    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    async fn delete(&self, name: &str) -> Result<(), StoreError>;
+    /// Size of an object, or `NotFound`.
+    async fn size(&self, name: &str) -> Result<u64, StoreError>;
+    /// Human-readable location for messages (never contains credentials).
+    fn location(&self) -> String;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Reject names that could escape the store's root or are not plain paths.
+pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name.split('/').any(|p| p.is_empty() || p == "." || p == ".." || p.starts_with(".tmp"))
+        || name.contains('\0');
+    if bad { Err(StoreError::InvalidName(name.to_string())) } else { Ok(()) }
+}

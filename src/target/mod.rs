@@ -1,0 +1,14 @@
+//! Where restored bytes go. Targets never touch the store: they receive
+//! verified plaintext from the repository reader.
+
+pub mod tree;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+/// Create a file for a restored stream, refusing to overwrite or follow a symlink.
+pub fn create_new_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
