@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install everything drtool's build and tests need, skipping what is already
+# there, then build the release binary. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_cargo
+# Tests and the demo use only POSIX tools beyond Rust; python3 generates sample data.
+command -v python3 >/dev/null 2>&1 || apt_install python3
+cargo build --release --locked
+echo "setup done: target/release/drtool"
