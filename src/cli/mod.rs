@@ -151,7 +151,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let result = runtime.block_on(commands::dispatch(cli));
+    // Do not wait for blocking readers (an interrupted backup may still be
+    // blocked reading stdin): everything that matters has completed or failed.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("drtool: error: {:#}", f.error);

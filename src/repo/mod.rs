@@ -15,6 +15,7 @@ pub mod writer;
 
 use crate::pipeline::{ChunkerParams, compress, decompress_limited};
 use crate::store::DynStore;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 pub use error::{RepoError, Result};
 use ids::{IndexId, SnapshotId};
 use index::{Index, IndexedPack};
@@ -26,6 +27,8 @@ use snapshot::{Snapshot, SnapshotManifest};
 
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+/// Metadata objects fetched at once (matters for high-latency stores).
+const PARALLEL_READS: usize = 8;
 /// Metadata objects larger than this are refused when read (defence against damage).
 const META_LIMIT: u64 = 4 << 30;
 
@@ -175,11 +178,13 @@ impl Repository {
 
     /// Load every index file. A damaged index file is an error here; `check` reports it.
     pub async fn load_index(&self) -> Result<Index> {
+        let names: Vec<String> = self.store.list("index/").await?.into_iter().map(|o| o.name).collect();
+        let mut files = stream::iter(names)
+            .map(|name| async move { index::decode(&name, &self.get_meta(MetaKind::Index, &name).await?) })
+            .buffer_unordered(PARALLEL_READS);
         let mut idx = Index::default();
-        for obj in self.store.list("index/").await? {
-            for p in index::decode(&obj.name, &self.get_meta(MetaKind::Index, &obj.name).await?)? {
-                idx.add_pack(&p);
-            }
+        while let Some(packs) = files.try_next().await? {
+            packs.iter().for_each(|p| idx.add_pack(p));
         }
         Ok(idx)
     }
@@ -201,11 +206,15 @@ impl Repository {
 
     /// All snapshots, oldest first.
     pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
-        let mut out = Vec::new();
-        for obj in self.store.list("snapshots/").await? {
-            let Some(id) = obj.name.strip_prefix("snapshots/").and_then(SnapshotId::from_hex) else { continue };
-            out.push(self.load_snapshot(id).await?);
-        }
+        let ids: Vec<SnapshotId> = self
+            .store
+            .list("snapshots/")
+            .await?
+            .iter()
+            .filter_map(|o| o.name.strip_prefix("snapshots/").and_then(SnapshotId::from_hex))
+            .collect();
+        let mut out: Vec<Snapshot> =
+            stream::iter(ids).map(|id| self.load_snapshot(id)).buffer_unordered(PARALLEL_READS).try_collect().await?;
         out.sort_by(|a, b| a.manifest.time.cmp(&b.manifest.time).then(a.id.cmp(&b.id)));
         Ok(out)
     }
