@@ -30,14 +30,15 @@ pub struct WriterOptions {
     pub compression_level: i32,
     pub workers: usize,
     pub pack_target: usize,
-    pub upload_concurrency: usize,
+    /// Packs uploaded at once; `None` asks the store.
+    pub upload_concurrency: Option<usize>,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         // Level 1 measured smaller and faster than 3 on SQL dumps here (DESIGN.md).
-        Self { compression_level: 1, workers: cores, pack_target: 16 << 20, upload_concurrency: 2 }
+        Self { compression_level: 1, workers: cores, pack_target: 16 << 20, upload_concurrency: None }
     }
 }
 
@@ -133,7 +134,8 @@ impl BackupWriter {
         let workers_n = opts.workers.max(1);
         let (job_tx, job_rx) = bounded::<Job>(2 * workers_n);
         let (pack_tx, pack_rx) = mpsc::channel::<FinishedPack>(1);
-        let uploader = tokio::spawn(upload_loop(repo.clone(), pack_rx, opts.upload_concurrency.max(1), stats.clone(), failed.clone()));
+        let concurrency = opts.upload_concurrency.unwrap_or_else(|| repo.store().upload_concurrency()).max(1);
+        let uploader = tokio::spawn(upload_loop(repo.clone(), pack_rx, concurrency, stats.clone(), failed.clone()));
         let mut workers = Vec::with_capacity(workers_n);
         for i in 0..workers_n {
             let (rx, tx, repo, failed) = (job_rx.clone(), pack_tx.clone(), repo.clone(), failed.clone());

@@ -3,12 +3,30 @@
 //! Names are `/`-separated relative paths such as `data/ab/ab12...` or
 //! `snapshots/<id>`; a store maps them onto its own namespace.
 
+pub mod fault;
 pub mod local;
+pub mod retry;
 
 use async_trait::async_trait;
 use std::sync::Arc;
 
 pub use local::LocalStore;
+pub use retry::{RetryPolicy, RetryStore};
+
+/// What kind of failure a remote store reported; decides retrying and exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// Throttling, 5xx, timeouts, resets: worth retrying.
+    Transient,
+    /// Could not connect at all (refused, DNS, TLS): retried a few times.
+    Unreachable,
+    /// Credentials rejected or permission missing (403, bad signature).
+    AccessDenied,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// Anything else the store refused; not retried.
+    Permanent,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,11 +42,34 @@ pub enum StoreError {
     ShortRead { name: String, expected: u64, got: u64 },
     #[error("invalid object name {0:?}")]
     InvalidName(String),
+    #[error("{message}")]
+    Backend { kind: BackendErrorKind, message: String },
 }
 
 impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// Worth trying again after a pause.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Backend { kind, .. } => matches!(kind, BackendErrorKind::Transient | BackendErrorKind::Unreachable),
+            // A short body is a dropped connection, not a short object, on remote stores.
+            StoreError::ShortRead { .. } => true,
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    pub fn backend_kind(&self) -> Option<BackendErrorKind> {
+        match self {
+            StoreError::Backend { kind, .. } => Some(*kind),
+            _ => None,
+        }
     }
 }
 
@@ -64,6 +105,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn size(&self, name: &str) -> Result<u64, StoreError>;
     /// Human-readable location for messages (never contains credentials).
     fn location(&self) -> String;
+    /// How many pack uploads to keep in flight: a local disk gains nothing from
+    /// more than two, a remote store hides latency with more.
+    fn upload_concurrency(&self) -> usize {
+        2
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;
