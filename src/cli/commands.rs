@@ -1,6 +1,7 @@
 //! Command handlers: parse arguments into requests, call the job and repo layers, print.
 
 use super::exit::{self, Failure};
+use super::output::outln;
 use super::output::{bytes, print_json, rate};
 use super::{BackupArgs, CheckArgs, Cli, Command, Global, RestoreArgs, secrets};
 use crate::job::backup::{self, BackupRequest, BackupSource};
@@ -27,12 +28,17 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
 
 /// Turn a repository address into a store.
 pub fn store_for(g: &Global) -> Result<DynStore, Failure> {
-    let addr = g.repo.as_deref().ok_or_else(|| Failure::usage("no repository: use --repo or set DRTOOL_REPO"))?;
+    let addr = g
+        .repo
+        .as_deref()
+        .ok_or_else(|| Failure::usage("no repository: use --repo or set DRTOOL_REPO"))?;
     if let Some(path) = addr.strip_prefix("file://") {
         return Ok(Arc::new(LocalStore::new(path)));
     }
     if addr.contains("://") {
-        return Err(Failure::usage(format!("unsupported repository address {addr:?} (use a local path or file:///path)")));
+        return Err(Failure::usage(format!(
+            "unsupported repository address {addr:?} (use a local path or file:///path)"
+        )));
     }
     Ok(Arc::new(LocalStore::new(addr)))
 }
@@ -41,7 +47,12 @@ pub async fn open_repo(g: &Global) -> Result<Arc<Repository>, Failure> {
     let store = store_for(g)?;
     // Fail on a missing repository before asking for a password.
     match store.size("config").await {
-        Err(e) if e.is_not_found() => return Err(crate::repo::RepoError::NoRepository { location: store.location() }.into()),
+        Err(e) if e.is_not_found() => {
+            return Err(crate::repo::RepoError::NoRepository {
+                location: store.location(),
+            }
+            .into());
+        }
         _ => {}
     }
     let pw = secrets::repo_password(g.password_file.as_deref(), false)?;
@@ -53,28 +64,60 @@ async fn init(g: &Global) -> Result<u8, Failure> {
     let pw = secrets::repo_password(g.password_file.as_deref(), true)?;
     let repo = Repository::init(store.clone(), &pw, InitOptions::default()).await?;
     if g.json {
-        print_json(&serde_json::json!({ "repository": store.location(), "id": repo.id(), "key": repo.current_slot() }))?;
+        print_json(
+            &serde_json::json!({ "repository": store.location(), "id": repo.id(), "key": repo.current_slot() }),
+        )?;
     } else {
-        println!("created repository {} at {}", &repo.id()[..8], store.location());
+        outln!(
+            "created repository {} at {}",
+            &repo.id()[..8],
+            store.location()
+        );
     }
     Ok(exit::OK)
 }
 
 fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
-    let kinds = usize::from(a.stdin) + usize::from(!a.command.is_empty()) + usize::from(!a.paths.is_empty());
+    let kinds = usize::from(a.stdin)
+        + usize::from(!a.command.is_empty())
+        + usize::from(!a.paths.is_empty());
     if kinds != 1 {
-        return Err(Failure::usage("give exactly one source: PATH..., --stdin, or -- COMMAND [ARGS...]"));
+        return Err(Failure::usage(
+            "give exactly one source: PATH..., --stdin, or -- COMMAND [ARGS...]",
+        ));
     }
     let (source, name) = if a.stdin {
-        (BackupSource::Stdin, a.name.ok_or_else(|| Failure::usage("--stdin needs --name"))?)
+        (
+            BackupSource::Stdin,
+            a.name
+                .ok_or_else(|| Failure::usage("--stdin needs --name"))?,
+        )
     } else if !a.command.is_empty() {
-        (BackupSource::Command(a.command), a.name.ok_or_else(|| Failure::usage("a command backup needs --name"))?)
+        (
+            BackupSource::Command(a.command),
+            a.name
+                .ok_or_else(|| Failure::usage("a command backup needs --name"))?,
+        )
     } else {
-        let default = a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+        let default = a
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         (BackupSource::Paths(a.paths), a.name.unwrap_or(default))
     };
-    let writer = WriterOptions { compression_level: a.compression, ..WriterOptions::default() };
-    Ok(BackupRequest { name, source, tags: a.tags, time: a.time, writer })
+    let writer = WriterOptions {
+        compression_level: a.compression,
+        ..WriterOptions::default()
+    };
+    Ok(BackupRequest {
+        name,
+        source,
+        tags: a.tags,
+        time: a.time,
+        writer,
+    })
 }
 
 /// A progress line on stderr while the backup runs, only on a terminal.
@@ -83,7 +126,8 @@ fn progress(stats: Arc<WriteStats>) {
         return;
     }
     let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+    {
         bar.set_style(style);
     }
     tokio::spawn(async move {
@@ -110,7 +154,12 @@ async fn backup_cmd(g: &Global, a: BackupArgs) -> Result<u8, Failure> {
     let req = backup_request(a)?;
     let repo = open_repo(g).await?;
     let show = !g.json;
-    let out = backup::run(repo, req, &|s| if show { progress(s) }).await?;
+    let out = backup::run(repo, req, &|s| {
+        if show {
+            progress(s)
+        }
+    })
+    .await?;
     let m = &out.manifest;
     let s = &m.summary;
     for w in &out.warnings {
@@ -122,7 +171,7 @@ async fn backup_cmd(g: &Global, a: BackupArgs) -> Result<u8, Failure> {
             "partial": m.partial, "warnings": out.warnings, "summary": s,
         }))?;
     } else {
-        println!(
+        outln!(
             "snapshot {} saved ({}): read {}, new {}, stored {}, {} chunks ({} new) in {:.1} s, {}",
             out.id.short(),
             m.name,
@@ -148,16 +197,27 @@ fn snapshot_json(s: &Snapshot) -> serde_json::Value {
 
 async fn snapshots(g: &Global, name: Option<&str>) -> Result<u8, Failure> {
     let repo = open_repo(g).await?;
-    let all: Vec<Snapshot> =
-        repo.list_snapshots().await?.into_iter().filter(|s| name.is_none_or(|n| s.manifest.name == n)).collect();
+    let all: Vec<Snapshot> = repo
+        .list_snapshots()
+        .await?
+        .into_iter()
+        .filter(|s| name.is_none_or(|n| s.manifest.name == n))
+        .collect();
     if g.json {
         print_json(&all.iter().map(snapshot_json).collect::<Vec<_>>())?;
         return Ok(exit::OK);
     }
-    println!("{:<8}  {:<19}  {:<16}  {:<8}  {:>11}  name", "id", "time (UTC)", "host", "source", "size");
+    outln!(
+        "{:<8}  {:<19}  {:<16}  {:<8}  {:>11}  name",
+        "id",
+        "time (UTC)",
+        "host",
+        "source",
+        "size"
+    );
     for s in &all {
         let m = &s.manifest;
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:<16}  {:<8}  {:>11}  {}{}",
             s.id.short(),
             m.time.format("%Y-%m-%d %H:%M:%S"),
@@ -168,7 +228,7 @@ async fn snapshots(g: &Global, name: Option<&str>) -> Result<u8, Failure> {
             if m.partial { " (partial)" } else { "" }
         );
     }
-    println!("{} snapshots", all.len());
+    outln!("{} snapshots", all.len());
     Ok(exit::OK)
 }
 
@@ -176,7 +236,11 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     let target = match (a.target, a.stdout) {
         (Some(dir), false) => RestoreTarget::Dir(dir),
         (None, true) => RestoreTarget::Stdout,
-        _ => return Err(Failure::usage("choose where to restore: --target DIR or --stdout")),
+        _ => {
+            return Err(Failure::usage(
+                "choose where to restore: --target DIR or --stdout",
+            ));
+        }
     };
     let repo = open_repo(g).await?;
     let snap = repo.find_snapshot(&a.snapshot, a.name.as_deref()).await?;
@@ -185,7 +249,9 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     let ms = started.elapsed().as_millis() as u64;
     // Data may be on stdout: the report goes to stderr unless JSON was asked for a directory restore.
     if g.json && matches!(target, RestoreTarget::Dir(_)) {
-        print_json(&serde_json::json!({ "snapshot_id": snap.id, "summary": summary, "duration_ms": ms }))?;
+        print_json(
+            &serde_json::json!({ "snapshot_id": snap.id, "summary": summary, "duration_ms": ms }),
+        )?;
     } else {
         eprintln!(
             "restored snapshot {} ({}): {} in {} files, {} dirs, {} symlinks, {:.1} s, {}",
@@ -206,7 +272,11 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
     let read = match (a.read_data, a.read_data_subset) {
         (true, _) => ReadData::All,
         (false, Some(p)) if p > 0.0 && p <= 100.0 => ReadData::Subset(p),
-        (false, Some(p)) => return Err(Failure::usage(format!("--read-data-subset must be in (0, 100], got {p}"))),
+        (false, Some(p)) => {
+            return Err(Failure::usage(format!(
+                "--read-data-subset must be in (0, 100], got {p}"
+            )));
+        }
         (false, None) => ReadData::None,
     };
     let repo = open_repo(g).await?;
@@ -217,21 +287,48 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
     if g.json {
         print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "{} snapshots, {} index files, {} packs indexed, {} packs read ({} blobs verified)",
-            report.snapshots, report.index_files, report.packs_indexed, report.packs_read, report.blobs_read
+            report.snapshots,
+            report.index_files,
+            report.packs_indexed,
+            report.packs_read,
+            report.blobs_read
         );
         if report.unindexed_packs > 0 {
-            println!("{} packs are not indexed (left by interrupted runs; prune removes them)", report.unindexed_packs);
+            outln!(
+                "{} packs are not indexed (left by interrupted runs; prune removes them)",
+                report.unindexed_packs
+            );
         }
         for d in &report.damaged_packs {
             let snaps: Vec<String> = d.snapshots.iter().map(|s| s.short()).collect();
-            println!("DAMAGED pack {}: {}; affects snapshots: {}", d.pack, d.reason, if snaps.is_empty() { "none".into() } else { snaps.join(", ") });
+            outln!(
+                "DAMAGED pack {}: {}; affects snapshots: {}",
+                d.pack,
+                d.reason,
+                if snaps.is_empty() {
+                    "none".into()
+                } else {
+                    snaps.join(", ")
+                }
+            );
         }
         for e in &report.errors {
-            println!("ERROR {e}");
+            outln!("ERROR {e}");
         }
-        println!("{}", if report.is_clean() { "no errors found" } else { "repository has errors" });
+        outln!(
+            "{}",
+            if report.is_clean() {
+                "no errors found"
+            } else {
+                "repository has errors"
+            }
+        );
     }
-    Ok(if report.is_clean() { exit::OK } else { exit::DAMAGED })
+    Ok(if report.is_clean() {
+        exit::OK
+    } else {
+        exit::DAMAGED
+    })
 }

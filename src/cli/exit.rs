@@ -24,10 +24,16 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
-        Self { code, error: error.into() }
+        Self {
+            code,
+            error: error.into(),
+        }
     }
     pub fn usage(msg: impl Into<String>) -> Self {
-        Self { code: USAGE, error: anyhow::anyhow!(msg.into()) }
+        Self {
+            code: USAGE,
+            error: anyhow::anyhow!(msg.into()),
+        }
     }
 }
 
@@ -36,7 +42,9 @@ pub fn repo_code(e: &RepoError) -> u8 {
         RepoError::NoRepository { .. } => NO_REPOSITORY,
         RepoError::Locked { .. } => LOCKED,
         RepoError::WrongPassword { .. } => WRONG_PASSWORD,
-        RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot(_) | RepoError::KeyNotFound(_) => NOT_FOUND,
+        RepoError::SnapshotNotFound(_)
+        | RepoError::AmbiguousSnapshot(_)
+        | RepoError::KeyNotFound(_) => NOT_FOUND,
         RepoError::Corrupt { .. } | RepoError::MissingChunk { .. } => DAMAGED,
         _ => ERROR,
     }

@@ -2,6 +2,7 @@
 
 use super::commands::open_repo;
 use super::exit::{self, Failure};
+use super::output::outln;
 use super::output::print_json;
 use super::{Global, KeyCommand, secrets};
 
@@ -14,24 +15,30 @@ pub async fn run(g: &Global, cmd: KeyCommand) -> Result<u8, Failure> {
                 print_json(&keys)?;
             } else {
                 for k in keys {
-                    println!("{} {}  created {}", if k.current { "*" } else { " " }, k.id, k.created.format("%Y-%m-%d %H:%M:%S UTC"));
+                    outln!(
+                        "{} {}  created {}",
+                        if k.current { "*" } else { " " },
+                        k.id,
+                        k.created.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
                 }
             }
         }
         KeyCommand::Add { new_password_file } => {
             let pw = secrets::new_password(new_password_file.as_deref())?;
             let id = repo.add_key(&pw).await?;
-            println!("added key {id}");
+            outln!("added key {id}");
         }
         KeyCommand::Remove { id } => {
             let removed = repo.remove_key(&id).await?;
-            println!("removed key {removed}");
+            outln!("removed key {removed}");
         }
         KeyCommand::Passwd { new_password_file } => {
             let pw = secrets::new_password(new_password_file.as_deref())?;
-            let mut repo = std::sync::Arc::try_unwrap(repo).map_err(|_| Failure::new(exit::ERROR, anyhow::anyhow!("repository in use")))?;
+            let mut repo = std::sync::Arc::try_unwrap(repo)
+                .map_err(|_| Failure::new(exit::ERROR, anyhow::anyhow!("repository in use")))?;
             let id = repo.change_password(&pw).await?;
-            println!("password changed; key slot is now {id}");
+            outln!("password changed; key slot is now {id}");
         }
     }
     Ok(exit::OK)

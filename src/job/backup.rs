@@ -5,7 +5,9 @@
 
 use super::{JobError, shutdown_signal};
 use crate::pipeline::ChunkId;
-use crate::repo::snapshot::{BackupSummary, Item, MANIFEST_VERSION, SnapshotManifest, SourceInfo};
+use crate::repo::snapshot::{
+    BackupSummary, Item, MANIFEST_VERSION, SnapshotManifest, SourceInfo, validate_stream_name,
+};
 use crate::repo::writer::{BackupWriter, Feeder, WriteStats, WriterOptions};
 use crate::repo::{RepoError, Repository, ids::SnapshotId, lock};
 use crate::source::command::{ChildHandle, CommandSource};
@@ -48,7 +50,14 @@ struct FeedResult {
 }
 
 /// Run a backup. `observe` is called once with live counters (for progress display).
-pub async fn run(repo: Arc<Repository>, req: BackupRequest, observe: &dyn Fn(Arc<WriteStats>)) -> Result<BackupOutcome, JobError> {
+pub async fn run(
+    repo: Arc<Repository>,
+    req: BackupRequest,
+    observe: &dyn Fn(Arc<WriteStats>),
+) -> Result<BackupOutcome, JobError> {
+    if matches!(req.source, BackupSource::Stdin | BackupSource::Command(_)) {
+        validate_stream_name(&req.name).map_err(JobError::Usage)?;
+    }
     let started = Instant::now();
     let time = req.time.unwrap_or_else(Utc::now);
     let guard = lock::acquire(&repo, false, &format!("backup {}", req.name)).await?;
@@ -116,22 +125,40 @@ async fn backup_locked(
     };
     // Written last: only now does the backup exist.
     let id = repo.save_snapshot(&manifest).await?;
-    Ok(BackupOutcome { id, manifest, warnings: fed.warnings })
+    Ok(BackupOutcome {
+        id,
+        manifest,
+        warnings: fed.warnings,
+    })
 }
 
-fn feed(feeder: &mut Feeder, source: &BackupSource, name: &str, child: &ChildHandle) -> Result<FeedResult, JobError> {
+fn feed(
+    feeder: &mut Feeder,
+    source: &BackupSource,
+    name: &str,
+    child: &ChildHandle,
+) -> Result<FeedResult, JobError> {
     match source {
         BackupSource::Stdin => {
             let (stream, _) = feeder.write_stream(std::io::stdin().lock())?;
             Ok(FeedResult {
-                items: vec![Item::Stream { name: name.to_string(), size: stream.size, chunks: stream.chunks }],
-                source: SourceInfo { kind: "stdin".into(), details: serde_json::Value::Null },
+                items: vec![Item::Stream {
+                    name: name.to_string(),
+                    size: stream.size,
+                    chunks: stream.chunks,
+                }],
+                source: SourceInfo {
+                    kind: "stdin".into(),
+                    details: serde_json::Value::Null,
+                },
                 warnings: vec![],
             })
         }
         BackupSource::Command(argv) => {
             let mut cmd = CommandSource::spawn(argv, child)?;
-            let stdout = cmd.take_stdout().ok_or_else(|| RepoError::Pipeline("child has no stdout".into()))?;
+            let stdout = cmd
+                .take_stdout()
+                .ok_or_else(|| RepoError::Pipeline("child has no stdout".into()))?;
             let stream = match feeder.write_stream(stdout) {
                 Ok((s, stdout)) => {
                     drop(stdout);
@@ -145,8 +172,15 @@ fn feed(feeder: &mut Feeder, source: &BackupSource, name: &str, child: &ChildHan
             // The stream counts only if the command succeeded.
             cmd.finish()?;
             Ok(FeedResult {
-                items: vec![Item::Stream { name: name.to_string(), size: stream.size, chunks: stream.chunks }],
-                source: SourceInfo { kind: "command".into(), details: serde_json::json!({ "argv": argv }) },
+                items: vec![Item::Stream {
+                    name: name.to_string(),
+                    size: stream.size,
+                    chunks: stream.chunks,
+                }],
+                source: SourceInfo {
+                    kind: "command".into(),
+                    details: serde_json::json!({ "argv": argv }),
+                },
                 warnings: vec![],
             })
         }
@@ -168,7 +202,13 @@ fn feed_paths(feeder: &mut Feeder, paths: &[PathBuf]) -> Result<FeedResult, JobE
     let mut items = Vec::new();
     let mut warnings = Vec::new();
     for path in paths {
-        let abs = std::path::absolute(path).map_err(|e| RepoError::io(path.display().to_string(), e))?;
+        let mut abs =
+            std::path::absolute(path).map_err(|e| RepoError::io(path.display().to_string(), e))?;
+        if abs.file_name().is_none() {
+            // `..` or `/x/..`: name the root by what it really is.
+            abs = std::fs::canonicalize(&abs)
+                .map_err(|e| RepoError::io(path.display().to_string(), e))?;
+        }
         let mut meta = Vec::new();
         let mut emit = |n: crate::repo::tree::Node| {
             // Serialising plain structs to a Vec cannot fail.
@@ -177,7 +217,9 @@ fn feed_paths(feeder: &mut Feeder, paths: &[PathBuf]) -> Result<FeedResult, JobE
             }
         };
         let stats = walk(&abs, &mut FeederSink(feeder), &mut emit).map_err(|e| match e {
-            WalkError::Root(p, source) => JobError::Source(crate::source::SourceError::Io { path: p, source }),
+            WalkError::Root(p, source) => {
+                JobError::Source(crate::source::SourceError::Io { path: p, source })
+            }
             WalkError::Sink(e) => JobError::Repo(e),
         })?;
         let (meta_ref, _) = feeder.write_stream(&meta[..])?;
@@ -191,6 +233,22 @@ fn feed_paths(feeder: &mut Feeder, paths: &[PathBuf]) -> Result<FeedResult, JobE
             meta_chunks: meta_ref.chunks,
         });
     }
-    let roots: Vec<String> = items.iter().filter_map(|i| if let Item::Tree { root, .. } = i { Some(root.clone()) } else { None }).collect();
-    Ok(FeedResult { items, source: SourceInfo { kind: "paths".into(), details: serde_json::json!({ "paths": roots }) }, warnings })
+    let roots: Vec<String> = items
+        .iter()
+        .filter_map(|i| {
+            if let Item::Tree { root, .. } = i {
+                Some(root.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
+    Ok(FeedResult {
+        items,
+        source: SourceInfo {
+            kind: "paths".into(),
+            details: serde_json::json!({ "paths": roots }),
+        },
+        warnings,
+    })
 }

@@ -6,8 +6,8 @@ use crate::repo::reader::{read_stream, read_tree};
 use crate::repo::snapshot::{Item, Snapshot};
 use crate::repo::tree::NodeKind;
 use crate::repo::{Repository, lock};
-use crate::target::tree::{TargetError, apply_metadata, create_node, safe_join};
 use crate::target::create_new_file;
+use crate::target::tree::{TargetError, apply_metadata, create_node, safe_join};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,11 @@ pub struct RestoreSummary {
     pub symlinks: u64,
 }
 
-pub async fn run(repo: Arc<Repository>, snap: &Snapshot, target: &RestoreTarget) -> Result<RestoreSummary, JobError> {
+pub async fn run(
+    repo: Arc<Repository>,
+    snap: &Snapshot,
+    target: &RestoreTarget,
+) -> Result<RestoreSummary, JobError> {
     let guard = lock::acquire(&repo, false, "restore").await?;
     let result = restore_locked(&repo, snap, target).await;
     let released = guard.release().await;
@@ -36,12 +40,23 @@ pub async fn run(repo: Arc<Repository>, snap: &Snapshot, target: &RestoreTarget)
     Ok(summary)
 }
 
-async fn restore_locked(repo: &Arc<Repository>, snap: &Snapshot, target: &RestoreTarget) -> Result<RestoreSummary, JobError> {
+async fn restore_locked(
+    repo: &Arc<Repository>,
+    snap: &Snapshot,
+    target: &RestoreTarget,
+) -> Result<RestoreSummary, JobError> {
     let index = Arc::new(repo.load_index().await?);
     let mut summary = RestoreSummary::default();
     if let RestoreTarget::Stdout = target {
-        if snap.manifest.items.iter().any(|i| matches!(i, Item::Tree { .. })) {
-            return Err(JobError::Usage("snapshot holds a file tree; restore it with --target DIR".into()));
+        if snap
+            .manifest
+            .items
+            .iter()
+            .any(|i| matches!(i, Item::Tree { .. }))
+        {
+            return Err(JobError::Usage(
+                "snapshot holds a file tree; restore it with --target DIR".into(),
+            ));
         }
     }
     for item in &snap.manifest.items {
@@ -50,12 +65,17 @@ async fn restore_locked(repo: &Arc<Repository>, snap: &Snapshot, target: &Restor
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
                 summary.bytes += read_stream(repo, &index, chunks, |d| out.write_all(d)).await?;
-                tokio::task::block_in_place(|| out.flush()).map_err(|e| crate::repo::RepoError::io("stdout", e))?;
+                tokio::task::block_in_place(|| out.flush())
+                    .map_err(|e| crate::repo::RepoError::io("stdout", e))?;
             }
             (Item::Stream { name, chunks, .. }, RestoreTarget::Dir(dir)) => {
-                std::fs::create_dir_all(dir).map_err(|source| TargetError::Io { path: dir.display().to_string(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| TargetError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
                 let path = safe_join(dir, name.as_bytes())?;
-                summary.bytes += restore_file(repo, &index, chunks, open_new(&path)?, &path).await?;
+                summary.bytes +=
+                    restore_file(repo, &index, chunks, open_new(&path)?, &path).await?;
                 summary.files += 1;
             }
             (Item::Tree { meta_chunks, .. }, RestoreTarget::Dir(dir)) => {
@@ -69,7 +89,10 @@ async fn restore_locked(repo: &Arc<Repository>, snap: &Snapshot, target: &Restor
 }
 
 fn open_new(path: &Path) -> Result<std::fs::File, JobError> {
-    Ok(create_new_file(path).map_err(|source| TargetError::Io { path: path.display().to_string(), source })?)
+    Ok(create_new_file(path).map_err(|source| TargetError::Io {
+        path: path.display().to_string(),
+        source,
+    })?)
 }
 
 /// Restore one chunk list into a new file; on failure the partial file is removed,
@@ -83,15 +106,28 @@ async fn restore_file(
 ) -> Result<u64, JobError> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let r = read_stream(repo, index, chunks, |d| out.write_all(d)).await;
-    let r = r.and_then(|n| out.flush().map(|_| n).map_err(|e| crate::repo::RepoError::io(path.display().to_string(), e)));
+    let r = r.and_then(|n| {
+        out.flush()
+            .map(|_| n)
+            .map_err(|e| crate::repo::RepoError::io(path.display().to_string(), e))
+    });
     if r.is_err() {
         let _ = std::fs::remove_file(path);
     }
     Ok(r?)
 }
 
-async fn restore_tree(repo: &Arc<Repository>, index: &Arc<Index>, meta: &[crate::pipeline::ChunkId], dir: &Path, summary: &mut RestoreSummary) -> Result<(), JobError> {
-    std::fs::create_dir_all(dir).map_err(|source| TargetError::Io { path: dir.display().to_string(), source })?;
+async fn restore_tree(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    meta: &[crate::pipeline::ChunkId],
+    dir: &Path,
+    summary: &mut RestoreSummary,
+) -> Result<(), JobError> {
+    std::fs::create_dir_all(dir).map_err(|source| TargetError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let nodes = read_tree(repo, index, meta).await?;
     let mut dirs = Vec::new();
     for node in &nodes {

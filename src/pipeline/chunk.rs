@@ -21,15 +21,25 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        Self { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
+        Self {
+            min_size: 512 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 8 * 1024 * 1024,
+        }
     }
 }
 
 impl ChunkerParams {
     /// Check the bounds FastCDC accepts, so a bad config is an error, not a panic.
     pub fn validate(&self) -> Result<(), String> {
-        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
-        let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let (min, avg, max) = (
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        );
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
@@ -41,7 +51,9 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(format!("invalid chunker sizes min={min} avg={avg} max={max}"))
+            Err(format!(
+                "invalid chunker sizes min={min} avg={avg} max={max}"
+            ))
         }
     }
 }
@@ -153,7 +165,11 @@ mod tests {
     }
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 65536 }
+        ChunkerParams {
+            min_size: 2048,
+            avg_size: 8192,
+            max_size: 65536,
+        }
     }
 
     fn chunks(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
@@ -196,6 +212,14 @@ mod tests {
         let b: Vec<usize> = chunks(&data, 2).iter().map(Vec::len).collect();
         assert_ne!(a, b);
         assert!(ChunkerParams::default().validate().is_ok());
-        assert!(ChunkerParams { min_size: 10, avg_size: 20, max_size: 30 }.validate().is_err());
+        assert!(
+            ChunkerParams {
+                min_size: 10,
+                avg_size: 20,
+                max_size: 30
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -78,13 +78,21 @@ pub fn decompress_limited(encoded: &[u8], limit: u64) -> io::Result<Vec<u8>> {
         Some(Codec::Raw) => Ok(payload.to_vec()),
         Some(Codec::Zstd) => {
             let mut out = Vec::new();
-            zstd::stream::read::Decoder::new(payload)?.take(limit + 1).read_to_end(&mut out)?;
+            zstd::stream::read::Decoder::new(payload)?
+                .take(limit + 1)
+                .read_to_end(&mut out)?;
             if out.len() as u64 > limit {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "object larger than limit"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "object larger than limit",
+                ));
             }
             Ok(out)
         }
-        None => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown codec {first}"))),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown codec {first}"),
+        )),
     }
 }
 

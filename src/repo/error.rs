@@ -11,9 +11,13 @@ pub enum RepoError {
     AlreadyExists { location: String },
     #[error("wrong password: no key slot of the repository at {location} opens with it")]
     WrongPassword { location: String },
-    #[error("repository is locked by {holder} (lock {lock}); if that run crashed, the lock expires when stale")]
+    #[error(
+        "repository is locked by {holder} (lock {lock}); if that run crashed, the lock expires when stale"
+    )]
     Locked { holder: String, lock: String },
-    #[error("repository format version {found} is not supported by this drtool (supports {supported})")]
+    #[error(
+        "repository format version {found} is not supported by this drtool (supports {supported})"
+    )]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("snapshot {0} not found")]
     SnapshotNotFound(String),
@@ -29,9 +33,13 @@ pub enum RepoError {
     KeyNotFound(String),
     #[error("refusing to remove the last key slot (the repository would become unreadable)")]
     LastKey,
-    #[error("store: {0}")]
+    #[error(
+        "refusing to remove the key slot in use; open the repository with another password to remove it"
+    )]
+    CurrentKey,
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -43,11 +51,17 @@ pub enum RepoError {
 
 impl RepoError {
     pub fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        RepoError::Corrupt { object: object.into(), reason: reason.to_string() }
+        RepoError::Corrupt {
+            object: object.into(),
+            reason: reason.to_string(),
+        }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        RepoError::Io { context: context.into(), source }
+        RepoError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     pub fn seal(object: impl Into<String>, e: SealError) -> Self {
@@ -56,3 +70,15 @@ impl RepoError {
 }
 
 pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+/// An error with its causes, `outer: inner: innermost`, for reports and logs.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -42,7 +42,10 @@ impl Index {
         });
         for b in &p.blobs {
             // First writer wins: duplicates (from concurrent backups) are equivalent.
-            self.chunks.entry(b.id).or_insert(Location { pack: pos, entry: *b });
+            self.chunks.entry(b.id).or_insert(Location {
+                pack: pos,
+                entry: *b,
+            });
         }
     }
 
@@ -70,8 +73,14 @@ impl Index {
 
     /// Every chunk whose (first-indexed) copy lives in `pack`.
     pub fn chunks_in_pack(&self, pack: &PackId) -> Vec<ChunkId> {
-        let Some(&pos) = self.pack_pos.get(pack) else { return Vec::new() };
-        self.chunks.iter().filter(|(_, l)| l.pack == pos).map(|(id, _)| *id).collect()
+        let Some(&pos) = self.pack_pos.get(pack) else {
+            return Vec::new();
+        };
+        self.chunks
+            .iter()
+            .filter(|(_, l)| l.pack == pos)
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
@@ -109,11 +118,17 @@ pub fn decode(object: &str, data: &[u8]) -> Result<Vec<IndexedPack>> {
         let salt: [u8; SALT_LEN] = rest[32..64].try_into().map_err(|_| bad("salt"))?;
         let n = u32::from_le_bytes([rest[64], rest[65], rest[66], rest[67]]) as usize;
         rest = &rest[68..];
-        let need = n.checked_mul(BLOB_ENTRY_LEN).ok_or_else(|| bad("blob count"))?;
+        let need = n
+            .checked_mul(BLOB_ENTRY_LEN)
+            .ok_or_else(|| bad("blob count"))?;
         if rest.len() < need {
             return Err(bad("truncated blob records"));
         }
-        let blobs = rest[..need].chunks_exact(BLOB_ENTRY_LEN).map(parse_entry).collect::<Option<Vec<_>>>().ok_or_else(|| bad("blob record"))?;
+        let blobs = rest[..need]
+            .chunks_exact(BLOB_ENTRY_LEN)
+            .map(parse_entry)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("blob record"))?;
         rest = &rest[need..];
         packs.push(IndexedPack { id, salt, blobs });
     }
@@ -129,8 +144,17 @@ mod tests {
 
     #[test]
     fn encode_decode_and_lookup() {
-        let blob = BlobEntry { id: ChunkId([5; 32]), offset: 32, length: 100, raw_len: 70 };
-        let p = IndexedPack { id: PackId([1; 32]), salt: [2; 32], blobs: vec![blob] };
+        let blob = BlobEntry {
+            id: ChunkId([5; 32]),
+            offset: 32,
+            length: 100,
+            raw_len: 70,
+        };
+        let p = IndexedPack {
+            id: PackId([1; 32]),
+            salt: [2; 32],
+            blobs: vec![blob],
+        };
         let bytes = encode(std::slice::from_ref(&p));
         let back = decode("index/x", &bytes).unwrap();
         assert_eq!(back, vec![p.clone()]);

@@ -34,7 +34,13 @@ impl LockInfo {
     }
 
     fn describe(&self) -> String {
-        format!("{} (pid {} on {}, since {})", self.operation, self.pid, self.host, self.created.format("%Y-%m-%d %H:%M:%S UTC"))
+        format!(
+            "{} (pid {} on {}, since {})",
+            self.operation,
+            self.pid,
+            self.host,
+            self.created.format("%Y-%m-%d %H:%M:%S UTC")
+        )
     }
 }
 
@@ -50,7 +56,9 @@ pub fn hostname() -> String {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 performs only the existence/permission check.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
@@ -82,7 +90,9 @@ impl LockGuard {
 pub async fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
     let mut out = Vec::new();
     for obj in repo.store().list("locks/").await? {
-        let Ok(plain) = repo.get_meta(MetaKind::Lock, &obj.name).await else { continue };
+        let Ok(plain) = repo.get_meta(MetaKind::Lock, &obj.name).await else {
+            continue;
+        };
         if let Ok(info) = serde_json::from_slice::<LockInfo>(&plain) {
             out.push((obj.name, info));
         }
@@ -94,19 +104,40 @@ fn conflict(locks: &[(String, LockInfo)], me: Option<&str>, exclusive: bool) -> 
     let now = Utc::now();
     locks
         .iter()
-        .filter(|(name, l)| Some(name.as_str()) != me && !l.is_stale(now) && (exclusive || l.exclusive))
-        .map(|(name, l)| RepoError::Locked { holder: l.describe(), lock: name.clone() })
+        .filter(|(name, l)| {
+            Some(name.as_str()) != me && !l.is_stale(now) && (exclusive || l.exclusive)
+        })
+        .map(|(name, l)| RepoError::Locked {
+            holder: l.describe(),
+            lock: name.clone(),
+        })
         .next()
 }
 
-pub async fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Result<LockGuard> {
+pub async fn acquire(
+    repo: &Arc<Repository>,
+    exclusive: bool,
+    operation: &str,
+) -> Result<LockGuard> {
     if let Some(e) = conflict(&list_locks(repo).await?, None, exclusive) {
         return Err(e);
     }
     let now = Utc::now();
-    let info = LockInfo { exclusive, host: hostname(), pid: std::process::id(), created: now, refreshed: now, operation: operation.into() };
+    let info = LockInfo {
+        exclusive,
+        host: hostname(),
+        pid: std::process::id(),
+        created: now,
+        refreshed: now,
+        operation: operation.into(),
+    };
     let name = format!("locks/{}", random_hex(16)?);
-    repo.store().put(&name, seal_meta(repo.keys(), MetaKind::Lock, &json_bytes(&info)?)?).await?;
+    repo.store()
+        .put(
+            &name,
+            seal_meta(repo.keys(), MetaKind::Lock, &json_bytes(&info)?)?,
+        )
+        .await?;
     // Two runs may have checked at the same instant: look again now that our
     // lock is visible, and back off if we collide.
     if let Some(e) = conflict(&list_locks(repo).await?, Some(&name), exclusive) {
@@ -114,16 +145,23 @@ pub async fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -
         return Err(e);
     }
     let refresher = tokio::spawn(refresh_loop(repo.clone(), name.clone(), info));
-    Ok(LockGuard { repo: repo.clone(), name, refresher })
+    Ok(LockGuard {
+        repo: repo.clone(),
+        name,
+        refresher,
+    })
 }
 
 async fn refresh_loop(repo: Arc<Repository>, name: String, mut info: LockInfo) {
     loop {
         tokio::time::sleep(REFRESH).await;
         info.refreshed = Utc::now();
-        let Ok(bytes) = json_bytes(&info).and_then(|j| seal_meta(repo.keys(), MetaKind::Lock, &j)) else { continue };
+        let Ok(bytes) = json_bytes(&info).and_then(|j| seal_meta(repo.keys(), MetaKind::Lock, &j))
+        else {
+            continue;
+        };
         if let Err(e) = repo.store().put(&name, bytes).await {
-            tracing::warn!("could not refresh lock {name}: {e}");
+            tracing::warn!("could not refresh lock {name}: {}", super::error::chain(&e));
         }
     }
 }
@@ -135,7 +173,14 @@ mod tests {
     #[test]
     fn staleness_by_age_and_dead_pid() {
         let now = Utc::now();
-        let mut l = LockInfo { exclusive: true, host: hostname(), pid: std::process::id(), created: now, refreshed: now, operation: "t".into() };
+        let mut l = LockInfo {
+            exclusive: true,
+            host: hostname(),
+            pid: std::process::id(),
+            created: now,
+            refreshed: now,
+            operation: "t".into(),
+        };
         assert!(!l.is_stale(now));
         l.refreshed = now - Duration::minutes(31);
         assert!(l.is_stale(now));

@@ -15,15 +15,13 @@ pub mod writer;
 
 use crate::pipeline::{ChunkerParams, compress, decompress_limited};
 use crate::store::DynStore;
-use futures_util::stream::{self, StreamExt, TryStreamExt};
 pub use error::{RepoError, Result};
+use futures_util::stream::{self, StreamExt};
 use ids::{IndexId, SnapshotId};
 use index::{Index, IndexedPack};
 use keys::{KdfParams, KeySlot, MasterKey, RepoKeys};
 use serde::{Deserialize, Serialize};
 use snapshot::{Snapshot, SnapshotManifest};
-
-
 
 /// The format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -56,7 +54,10 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        Self { chunker: ChunkerParams::default(), kdf: keys::DEFAULT_KDF }
+        Self {
+            chunker: ChunkerParams::default(),
+            kdf: keys::DEFAULT_KDF,
+        }
     }
 }
 
@@ -103,23 +104,47 @@ impl Repository {
     /// Create a repository. Key slot first, `config` last: a store with a
     /// `config` is a repository, so a crash mid-init leaves no half-made one.
     pub async fn init(store: DynStore, password: &[u8], opts: InitOptions) -> Result<Self> {
-        opts.chunker.validate().map_err(|reason| RepoError::Invalid { what: "chunker".into(), reason })?;
+        opts.chunker
+            .validate()
+            .map_err(|reason| RepoError::Invalid {
+                what: "chunker".into(),
+                reason,
+            })?;
         match store.size("config").await {
-            Ok(_) => return Err(RepoError::AlreadyExists { location: store.location() }),
+            Ok(_) => {
+                return Err(RepoError::AlreadyExists {
+                    location: store.location(),
+                });
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
         let id = random_hex(16)?;
         let master = MasterKey::generate()?;
         let keys = master.derive_keys();
-        let settings = Settings { chunker: opts.chunker };
+        let settings = Settings {
+            chunker: opts.chunker,
+        };
         let slot_id = random_hex(16)?;
         let slot = KeySlot::create(&master, password, &id, opts.kdf)?;
-        store.put(&format!("keys/{slot_id}"), json_bytes(&slot)?).await?;
+        store
+            .put(&format!("keys/{slot_id}"), json_bytes(&slot)?)
+            .await?;
         let sealed = seal_meta(&keys, MetaKind::Config, &json_bytes(&settings)?)?;
-        let config = ConfigFile { version: FORMAT_VERSION, id: id.clone(), settings: hex::encode(sealed) };
+        let config = ConfigFile {
+            version: FORMAT_VERSION,
+            id: id.clone(),
+            settings: hex::encode(sealed),
+        };
         store.put("config", json_bytes(&config)?).await?;
-        Ok(Self { store, id, keys, settings, master, slot: slot_id })
+        Ok(Self {
+            store,
+            id,
+            keys,
+            settings,
+            master,
+            slot: slot_id,
+        })
     }
 
     pub async fn open(store: DynStore, password: &[u8]) -> Result<Self> {
@@ -129,18 +154,33 @@ impl Repository {
             Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location }),
             Err(e) => return Err(e.into()),
         };
-        let config: ConfigFile =
-            serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt("config", format!("not valid JSON: {e}")))?;
+        let config: ConfigFile = serde_json::from_slice(&raw)
+            .map_err(|e| RepoError::corrupt("config", format!("not valid JSON: {e}")))?;
         if config.version != FORMAT_VERSION {
-            return Err(RepoError::UnsupportedVersion { found: config.version, supported: FORMAT_VERSION });
+            return Err(RepoError::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
         }
         let (master, slot) = keyring::unlock(&store, &config.id, password).await?;
         let keys = master.derive_keys();
-        let sealed = hex::decode(&config.settings).map_err(|_| RepoError::corrupt("config", "settings not hex"))?;
-        let settings: Settings = serde_json::from_slice(&open_meta(&keys, MetaKind::Config, "config", &sealed)?)
-            .map_err(|e| RepoError::corrupt("config", e))?;
-        settings.chunker.validate().map_err(|r| RepoError::corrupt("config", r))?;
-        Ok(Self { store, id: config.id, keys, settings, master, slot })
+        let sealed = hex::decode(&config.settings)
+            .map_err(|_| RepoError::corrupt("config", "settings not hex"))?;
+        let settings: Settings =
+            serde_json::from_slice(&open_meta(&keys, MetaKind::Config, "config", &sealed)?)
+                .map_err(|e| RepoError::corrupt("config", e))?;
+        settings
+            .chunker
+            .validate()
+            .map_err(|r| RepoError::corrupt("config", r))?;
+        Ok(Self {
+            store,
+            id: config.id,
+            keys,
+            settings,
+            master,
+            slot,
+        })
     }
 
     pub fn store(&self) -> &DynStore {
@@ -163,7 +203,9 @@ impl Repository {
     pub async fn put_meta(&self, kind: MetaKind, dir: &str, plaintext: &[u8]) -> Result<[u8; 32]> {
         let sealed = seal_meta(&self.keys, kind, plaintext)?;
         let id = *blake3::hash(&sealed).as_bytes();
-        self.store.put(&format!("{dir}/{}", hex::encode(id)), sealed).await?;
+        self.store
+            .put(&format!("{dir}/{}", hex::encode(id)), sealed)
+            .await?;
         Ok(id)
     }
 
@@ -173,65 +215,137 @@ impl Repository {
     }
 
     pub async fn write_index(&self, packs: &[IndexedPack]) -> Result<IndexId> {
-        Ok(IndexId(self.put_meta(MetaKind::Index, "index", &index::encode(packs)).await?))
+        Ok(IndexId(
+            self.put_meta(MetaKind::Index, "index", &index::encode(packs))
+                .await?,
+        ))
     }
 
     /// Load every index file. A damaged index file is an error here; `check` reports it.
     pub async fn load_index(&self) -> Result<Index> {
-        let names: Vec<String> = self.store.list("index/").await?.into_iter().map(|o| o.name).collect();
+        let names: Vec<String> = self
+            .store
+            .list("index/")
+            .await?
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
         let mut files = stream::iter(names)
-            .map(|name| async move { index::decode(&name, &self.get_meta(MetaKind::Index, &name).await?) })
+            .map(|name| async move {
+                index::decode(&name, &self.get_meta(MetaKind::Index, &name).await?)
+            })
             .buffer_unordered(PARALLEL_READS);
         let mut idx = Index::default();
-        while let Some(packs) = files.try_next().await? {
-            packs.iter().for_each(|p| idx.add_pack(p));
+        while let Some(r) = files.next().await {
+            match r {
+                Ok(packs) => packs.iter().for_each(|p| idx.add_pack(p)),
+                // One damaged index file must not make every snapshot unreadable: chunks it
+                // alone listed show up as missing where they are needed, and `check` names it.
+                Err(e @ RepoError::Corrupt { .. }) => {
+                    tracing::warn!("skipping {}", error::chain(&e))
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(idx)
     }
 
     pub async fn save_snapshot(&self, manifest: &SnapshotManifest) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.put_meta(MetaKind::Snapshot, "snapshots", &json_bytes(manifest)?).await?))
+        Ok(SnapshotId(
+            self.put_meta(MetaKind::Snapshot, "snapshots", &json_bytes(manifest)?)
+                .await?,
+        ))
     }
 
     pub async fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         let name = id.object_name();
         let sealed = self.store.get(&name).await?;
         if SnapshotId::of_bytes(&sealed) != id {
-            return Err(RepoError::corrupt(name, "stored bytes do not match the snapshot id"));
+            return Err(RepoError::corrupt(
+                name,
+                "stored bytes do not match the snapshot id",
+            ));
         }
         let plain = open_meta(&self.keys, MetaKind::Snapshot, &name, &sealed)?;
         let manifest = serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(name, e))?;
         Ok(Snapshot { id, manifest })
     }
 
-    /// All snapshots, oldest first.
-    pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
-        let ids: Vec<SnapshotId> = self
+    /// Ids of all stored snapshots, without reading them.
+    pub async fn snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+        Ok(self
             .store
             .list("snapshots/")
             .await?
             .iter()
-            .filter_map(|o| o.name.strip_prefix("snapshots/").and_then(SnapshotId::from_hex))
-            .collect();
-        let mut out: Vec<Snapshot> =
-            stream::iter(ids).map(|id| self.load_snapshot(id)).buffer_unordered(PARALLEL_READS).try_collect().await?;
+            .filter_map(|o| {
+                o.name
+                    .strip_prefix("snapshots/")
+                    .and_then(SnapshotId::from_hex)
+            })
+            .collect())
+    }
+
+    /// Load snapshots; damaged ones are skipped with a warning (`check` reports them),
+    /// so one bad manifest never hides the others.
+    async fn load_snapshots(&self, ids: Vec<SnapshotId>) -> Result<Vec<Snapshot>> {
+        let mut loads = stream::iter(ids)
+            .map(|id| self.load_snapshot(id))
+            .buffer_unordered(PARALLEL_READS);
+        let mut out = Vec::new();
+        while let Some(r) = loads.next().await {
+            match r {
+                Ok(s) => out.push(s),
+                Err(e @ RepoError::Corrupt { .. }) => {
+                    tracing::warn!("skipping {}", error::chain(&e))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// All readable snapshots, oldest first.
+    pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut out = self.load_snapshots(self.snapshot_ids().await?).await?;
         out.sort_by(|a, b| a.manifest.time.cmp(&b.manifest.time).then(a.id.cmp(&b.id)));
         Ok(out)
     }
 
     /// Resolve `latest` (optionally the latest with a given name) or an id prefix.
     pub async fn find_snapshot(&self, spec: &str, name: Option<&str>) -> Result<Snapshot> {
-        let all = self.list_snapshots().await?;
         let matches_name = |s: &&Snapshot| name.is_none_or(|n| s.manifest.name == n);
         if spec == "latest" {
-            let what = name.map_or_else(|| "latest".to_string(), |n| format!("latest with name {n:?}"));
-            return all.iter().rev().find(matches_name).cloned().ok_or(RepoError::SnapshotNotFound(what));
+            let all = self.list_snapshots().await?;
+            let what = name.map_or_else(
+                || "latest".to_string(),
+                |n| format!("latest with name {n:?}"),
+            );
+            return all
+                .iter()
+                .rev()
+                .find(matches_name)
+                .cloned()
+                .ok_or(RepoError::SnapshotNotFound(what));
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(RepoError::SnapshotNotFound(spec.to_string()));
         }
-        let mut found = all.iter().filter(|s| s.id.to_hex().starts_with(&spec_l)).filter(matches_name);
+        // Read only the snapshots whose id matches, so a damaged other one does not matter.
+        let ids: Vec<SnapshotId> = self
+            .snapshot_ids()
+            .await?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec_l))
+            .collect();
+        // The one snapshot asked for is reported damaged, not "not found".
+        let candidates = if let [one] = ids.as_slice() {
+            vec![self.load_snapshot(*one).await?]
+        } else {
+            self.load_snapshots(ids).await?
+        };
+        let mut found = candidates.iter().filter(matches_name);
         match (found.next(), found.next()) {
             (Some(s), None) => Ok(s.clone()),
             (Some(_), Some(_)) => Err(RepoError::AmbiguousSnapshot(spec.to_string())),
@@ -245,10 +359,15 @@ fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 }
 
 fn seal_meta(keys: &RepoKeys, kind: MetaKind, plaintext: &[u8]) -> Result<Vec<u8>> {
-    keys.meta.seal(kind.aad(), &compress(3, plaintext)).map_err(|e| RepoError::seal(format!("{kind:?}"), e))
+    keys.meta
+        .seal(kind.aad(), &compress(3, plaintext))
+        .map_err(|e| RepoError::seal(format!("{kind:?}"), e))
 }
 
 fn open_meta(keys: &RepoKeys, kind: MetaKind, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-    let encoded = keys.meta.open(kind.aad(), sealed).map_err(|e| RepoError::seal(name, e))?;
+    let encoded = keys
+        .meta
+        .open(kind.aad(), sealed)
+        .map_err(|e| RepoError::seal(name, e))?;
     decompress_limited(&encoded, META_LIMIT).map_err(|e| RepoError::corrupt(name, e))
 }

@@ -15,7 +15,11 @@ pub const MANIFEST_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Item {
     /// A byte stream (stdin, a command's stdout, a database dump).
-    Stream { name: String, size: u64, chunks: Vec<ChunkId> },
+    Stream {
+        name: String,
+        size: u64,
+        chunks: Vec<ChunkId>,
+    },
     /// A file tree; its node list is itself stored as a chunked stream of JSON lines.
     Tree {
         /// The path that was backed up, as given on the command line (absolute).
@@ -90,6 +94,23 @@ impl SnapshotManifest {
             Item::Tree { meta_chunks, .. } => meta_chunks.iter(),
         })
     }
+}
+
+/// Stream names become file names on `restore --target`, so they must be one
+/// plain path component.
+pub fn validate_stream_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.len() > 255
+    {
+        return Err(format!(
+            "invalid stream name {name:?}: use a non-empty name without '/' of at most 255 bytes"
+        ));
+    }
+    Ok(())
 }
 
 /// A manifest with the id it is stored under.

@@ -30,7 +30,9 @@ impl Serialize for RawPath {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(t) => RawPathRepr::Text(t.to_string()),
-            Err(_) => RawPathRepr::Hex { hex: hex::encode(&self.0) },
+            Err(_) => RawPathRepr::Hex {
+                hex: hex::encode(&self.0),
+            },
         }
         .serialize(s)
     }
@@ -40,7 +42,9 @@ impl<'de> Deserialize<'de> for RawPath {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match RawPathRepr::deserialize(d)? {
             RawPathRepr::Text(t) => Ok(RawPath(t.into_bytes())),
-            RawPathRepr::Hex { hex } => hex::decode(hex).map(RawPath).map_err(serde::de::Error::custom),
+            RawPathRepr::Hex { hex } => hex::decode(hex)
+                .map(RawPath)
+                .map_err(serde::de::Error::custom),
         }
     }
 }

@@ -7,14 +7,18 @@ pub mod tree;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source command {command} failed ({status}){}", stderr_suffix(.stderr))]
-    Failed { command: String, status: String, stderr: String },
-    #[error("cannot start {command}: {source}")]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("cannot start {command}")]
     Spawn {
         command: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]
@@ -24,5 +28,9 @@ pub enum SourceError {
 
 fn stderr_suffix(stderr: &str) -> String {
     let t = stderr.trim();
-    if t.is_empty() { String::new() } else { format!("; its stderr:\n{t}") }
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("; its stderr:\n{t}")
+    }
 }

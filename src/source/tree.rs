@@ -30,11 +30,21 @@ pub trait ContentSink {
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {
-    m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
+    m.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec())
 }
 
 fn node(path: RawPath, kind: NodeKind, m: &Metadata) -> Node {
-    Node { path, kind, mode: m.mode() & 0o7777, mtime_ns: mtime_ns(m), size: 0, chunks: vec![], target: None }
+    Node {
+        path,
+        kind,
+        mode: m.mode() & 0o7777,
+        mtime_ns: mtime_ns(m),
+        size: 0,
+        chunks: vec![],
+        target: None,
+    }
 }
 
 fn join(parent: &RawPath, name: &[u8]) -> RawPath {
@@ -51,14 +61,34 @@ fn join(parent: &RawPath, name: &[u8]) -> RawPath {
 ///
 /// I/O errors on individual entries are collected in `WalkStats::errors`;
 /// the sink's errors abort the walk.
-pub fn walk<S: ContentSink>(root: &Path, sink: &mut S, emit: &mut dyn FnMut(Node)) -> Result<WalkStats, WalkError<S::Error>> {
-    let meta = fs::symlink_metadata(root).map_err(|e| WalkError::Root(root.display().to_string(), e))?;
+pub fn walk<S: ContentSink>(
+    root: &Path,
+    sink: &mut S,
+    emit: &mut dyn FnMut(Node),
+) -> Result<WalkStats, WalkError<S::Error>> {
+    let meta =
+        fs::symlink_metadata(root).map_err(|e| WalkError::Root(root.display().to_string(), e))?;
+    let ft = meta.file_type();
+    if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file, directory or symlink (use --stdin or a command for pipes and devices)",
+        );
+        return Err(WalkError::Root(root.display().to_string(), e));
+    }
     let name = root
         .file_name()
         .map(|n| n.as_bytes().to_vec())
         .unwrap_or_else(|| b"root".to_vec());
     let mut stats = WalkStats::default();
-    visit(root.to_path_buf(), RawPath(name), &meta, sink, emit, &mut stats)?;
+    visit(
+        root.to_path_buf(),
+        RawPath(name),
+        &meta,
+        sink,
+        emit,
+        &mut stats,
+    )?;
     Ok(stats)
 }
 
@@ -115,7 +145,14 @@ fn visit<S: ContentSink>(
         for entry in entries {
             let child = entry.path();
             match fs::symlink_metadata(&child) {
-                Ok(m) => visit(child, join(&rel, entry.file_name().as_bytes()), &m, sink, emit, stats)?,
+                Ok(m) => visit(
+                    child,
+                    join(&rel, entry.file_name().as_bytes()),
+                    &m,
+                    sink,
+                    emit,
+                    stats,
+                )?,
                 Err(e) => stats.errors.push(format!("{}: {e}", child.display())),
             }
         }

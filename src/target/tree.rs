@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub enum TargetError {
     #[error("refusing unsafe path {0:?} from the snapshot")]
     UnsafePath(String),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: String,
         #[source]
@@ -25,7 +25,10 @@ pub enum TargetError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
-    move |source| TargetError::Io { path: path.display().to_string(), source }
+    move |source| TargetError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Resolve a node path under `target`, checking every component.
@@ -87,7 +90,11 @@ pub fn create_node(target: &Path, node: &Node) -> Result<(PathBuf, Option<File>)
             Ok((path, None))
         }
         NodeKind::Symlink => {
-            let t = node.target.as_ref().map(|t| t.as_os_str()).unwrap_or_default();
+            let t = node
+                .target
+                .as_ref()
+                .map(|t| t.as_os_str())
+                .unwrap_or_default();
             symlink(t, &path).map_err(io_err(&path))?;
             Ok((path, None))
         }
@@ -107,7 +114,8 @@ pub fn apply_metadata(path: &Path, node: &Node) -> Result<(), TargetError> {
     match node.kind {
         NodeKind::Symlink => filetime::set_symlink_file_times(path, t, t).map_err(io_err(path)),
         _ => {
-            fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(io_err(path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
+                .map_err(io_err(path))?;
             filetime::set_file_mtime(path, t).map_err(io_err(path))
         }
     }
@@ -120,10 +128,24 @@ mod tests {
     #[test]
     fn unsafe_paths_are_refused() {
         let t = Path::new("/tmp/target");
-        for bad in [&b"../x"[..], b"/etc/passwd", b"a/../../x", b"a//b", b"", b"a/./b"] {
-            assert!(safe_join(t, bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"../x"[..],
+            b"/etc/passwd",
+            b"a/../../x",
+            b"a//b",
+            b"",
+            b"a/./b",
+        ] {
+            assert!(
+                safe_join(t, bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert_eq!(safe_join(t, b"a/b c").unwrap(), Path::new("/tmp/target/a/b c"));
+        assert_eq!(
+            safe_join(t, b"a/b c").unwrap(),
+            Path::new("/tmp/target/a/b c")
+        );
     }
 
     #[test]
@@ -140,7 +162,10 @@ mod tests {
             chunks: vec![],
             target: None,
         };
-        assert!(matches!(create_node(dir.path(), &n), Err(TargetError::UnsafePath(_))));
+        assert!(matches!(
+            create_node(dir.path(), &n),
+            Err(TargetError::UnsafePath(_))
+        ));
         assert!(!outside.path().join("evil").exists());
     }
 }
