@@ -2,9 +2,11 @@
 # A private single-node Garage S3 server for tests.
 #
 #   scripts/garage.sh install        build garage 2.5.0 once (cached under /var/cache/drtool)
-#   scripts/garage.sh start DIR      start a server with its state in DIR on free loopback
-#                                    ports; creates a bucket and a key and writes the
-#                                    variables tests need to DIR/env (also printed)
+#   scripts/garage.sh start DIR [PID]
+#                                    start a server with its state in DIR on free loopback
+#                                    ports; create a bucket and a key and write the variables
+#                                    tests need to DIR/env (also printed). With PID, the
+#                                    server stops and DIR is removed when PID exits.
 #   scripts/garage.sh stop DIR       stop it (DIR itself is left for the caller to remove)
 #   scripts/garage.sh resume DIR     start a stopped server again with the same state and ports
 #   scripts/garage.sh bin            print the path of the garage binary
@@ -51,7 +53,7 @@ free_port() {
 }
 
 start() {
-    local dir="$1" bin
+    local dir="$1" watch="${2:-}" bin
     bin=$(garage_bin) || { echo "garage $VERSION is not installed: run scripts/garage.sh install" >&2; exit 1; }
     mkdir -p "$dir/meta" "$dir/data"
     local rpc s3 admin secret
@@ -62,6 +64,8 @@ metadata_dir = "$dir/meta"
 data_dir = "$dir/data"
 db_engine = "sqlite"
 replication_factor = 1
+# drtool uploads encrypted data: compressing it again only costs CPU.
+compression_level = "none"
 rpc_bind_addr = "127.0.0.1:$rpc"
 rpc_public_addr = "127.0.0.1:$rpc"
 rpc_secret = "$secret"
@@ -75,8 +79,14 @@ root_domain = ".s3.garage.localhost"
 api_bind_addr = "127.0.0.1:$admin"
 TOML
     local g=("$bin" -c "$dir/garage.toml")
-    RUST_LOG=warn setsid "$bin" -c "$dir/garage.toml" server > "$dir/server.log" 2>&1 &
+    RUST_LOG=warn setsid "$bin" -c "$dir/garage.toml" server < /dev/null > "$dir/server.log" 2>&1 &
     echo $! > "$dir/pid"
+    if [ -n "$watch" ]; then
+        # Stop the server and remove its state when the process that asked for it
+        # exits, even if it dies without cleaning up (a crashed test binary).
+        local spid; spid=$(cat "$dir/pid")
+        setsid bash -c "while kill -0 $watch 2>/dev/null; do sleep 0.5; done; kill $spid 2>/dev/null; sleep 1; kill -9 $spid 2>/dev/null; rm -rf '$dir'" < /dev/null > /dev/null 2>&1 &
+    fi
     for _ in $(seq 1 100); do
         "${g[@]}" status >/dev/null 2>&1 && break
         kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/server.log" >&2; exit 1; }
@@ -111,7 +121,7 @@ ENV
 resume() {
     local dir="$1" bin
     bin=$(garage_bin) || { echo "garage $VERSION is not installed" >&2; exit 1; }
-    RUST_LOG=warn setsid "$bin" -c "$dir/garage.toml" server >> "$dir/server.log" 2>&1 &
+    RUST_LOG=warn setsid "$bin" -c "$dir/garage.toml" server < /dev/null >> "$dir/server.log" 2>&1 &
     echo $! > "$dir/pid"
     . "$dir/env"
     wait_port "$GARAGE_S3_PORT"
@@ -130,7 +140,7 @@ stop() {
 
 case "${1:-}" in
     install) install ;;
-    start) start "${2:?usage: garage.sh start DIR}" ;;
+    start) start "${2:?usage: garage.sh start DIR [WATCH_PID]}" "${3:-}" ;;
     stop) stop "${2:?usage: garage.sh stop DIR}" ;;
     resume) resume "${2:?usage: garage.sh resume DIR}" ;;
     bin) garage_bin ;;

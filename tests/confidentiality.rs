@@ -18,9 +18,7 @@ const TAG: &str = "DRTOOL-TAG-3c9b44";
 fn marked_text(lines: usize) -> Vec<u8> {
     let mut v = Vec::new();
     for i in 0..lines {
-        v.extend_from_slice(
-            format!("INSERT INTO secrets VALUES ({i}, '{MARKER}', 'row {i}');\n").as_bytes(),
-        );
+        v.extend_from_slice(format!("INSERT INTO secrets VALUES ({i}, '{MARKER}', 'row {i}');\n").as_bytes());
     }
     v
 }
@@ -51,14 +49,8 @@ fn markers_names_and_plain_hashes_never_reach_the_store() {
     // A tree with the marker in file contents, a file name and a directory name.
     let root = src.join(DIR_NAME);
     write_file(&root.join(FILE_NAME), &marked_text(20_000));
-    write_file(
-        &root.join("small.txt"),
-        format!("{MARKER}\n").repeat(40).as_bytes(),
-    );
-    write_file(
-        &root.join("nested").join(format!("{MARKER}.txt")),
-        b"named after the marker\n",
-    );
+    write_file(&root.join("small.txt"), format!("{MARKER}\n").repeat(40).as_bytes());
+    write_file(&root.join("nested").join(format!("{MARKER}.txt")), b"named after the marker\n");
     std::os::unix::fs::symlink(format!("../{FILE_NAME}"), root.join("nested/link")).unwrap();
     let mut args = vec!["backup", "--tag", TAG];
     let root_str = root.to_str().unwrap().to_string();
@@ -68,16 +60,7 @@ fn markers_names_and_plain_hashes_never_reach_the_store() {
     // A stdin stream, stored with compression off, so only encryption can hide it.
     let stream = marked_text(50_000);
     repo.run_input(
-        [
-            "backup",
-            "--compression",
-            "0",
-            "--stdin",
-            "--name",
-            STREAM_NAME,
-            "--tag",
-            TAG,
-        ],
+        ["backup", "--compression", "0", "--stdin", "--name", STREAM_NAME, "--tag", TAG],
         std::io::Cursor::new(stream.clone()),
     )
     .ok();
@@ -94,10 +77,7 @@ fn markers_names_and_plain_hashes_never_reach_the_store() {
 
     let needles: Vec<(&str, Vec<u8>)> = vec![
         ("content marker", MARKER.as_bytes().to_vec()),
-        (
-            "content marker (lowercase)",
-            MARKER.to_lowercase().into_bytes(),
-        ),
+        ("content marker (lowercase)", MARKER.to_lowercase().into_bytes()),
         ("file name", FILE_NAME.as_bytes().to_vec()),
         ("file name stem", b"FILENAME-c41d2e".to_vec()),
         ("directory name", DIR_NAME.as_bytes().to_vec()),
@@ -105,59 +85,26 @@ fn markers_names_and_plain_hashes_never_reach_the_store() {
         ("command stream name", CMD_NAME.as_bytes().to_vec()),
         ("tag", TAG.as_bytes().to_vec()),
         ("content line", b"INSERT INTO secrets".to_vec()),
-        (
-            "plain BLAKE3 of a file (binary)",
-            plain_hash.as_bytes().to_vec(),
-        ),
-        (
-            "plain BLAKE3 of a file (hex)",
-            plain_hash.to_hex().as_bytes().to_vec(),
-        ),
-        (
-            "plain BLAKE3 of the stream (hex)",
-            stream_hash.to_hex().as_bytes().to_vec(),
-        ),
-        (
-            "source directory path",
-            repo.dir.path().to_str().unwrap().as_bytes().to_vec(),
-        ),
+        ("plain BLAKE3 of a file (binary)", plain_hash.as_bytes().to_vec()),
+        ("plain BLAKE3 of a file (hex)", plain_hash.to_hex().as_bytes().to_vec()),
+        ("plain BLAKE3 of the stream (hex)", stream_hash.to_hex().as_bytes().to_vec()),
+        ("source directory path", repo.dir.path().to_str().unwrap().as_bytes().to_vec()),
     ];
     // The search itself works: it finds the marker in the source tree.
     assert!(contains(&std::fs::read(&file).unwrap(), MARKER.as_bytes()));
     let found = all_occurrences(&repo, &needles);
-    assert!(
-        found.is_empty(),
-        "plaintext leaked into the repository:\n{}",
-        found.join("\n")
-    );
+    assert!(found.is_empty(), "plaintext leaked into the repository:\n{}", found.join("\n"));
 
     // The data really is in there: everything restores with the password.
     let target = repo.scratch("restore");
-    repo.restore_target("latest", &target, &["--name", STREAM_NAME])
-        .ok();
+    repo.restore_target("latest", &target, &["--name", STREAM_NAME]).ok();
     assert!(std::fs::read(target.join(STREAM_NAME)).unwrap() == stream);
     let listed = repo.snapshots();
-    assert!(
-        listed
-            .iter()
-            .any(|s| s["name"] == STREAM_NAME && s["tags"][0] == TAG),
-        "{listed:?}"
-    );
+    assert!(listed.iter().any(|s| s["name"] == STREAM_NAME && s["tags"][0] == TAG), "{listed:?}");
     let tree_target = repo.scratch("tree-restore");
-    let tree_id = listed.iter().find(|s| s["source"] == "paths").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let tree_id = listed.iter().find(|s| s["source"] == "paths").unwrap()["id"].as_str().unwrap().to_string();
     repo.restore_target(&tree_id, &tree_target, &[]).ok();
-    assert!(
-        Path::new(
-            &tree_target
-                .join(DIR_NAME)
-                .join("nested")
-                .join(format!("{MARKER}.txt"))
-        )
-        .is_file()
-    );
+    assert!(Path::new(&tree_target.join(DIR_NAME).join("nested").join(format!("{MARKER}.txt"))).is_file());
 }
 
 #[test]
@@ -168,8 +115,6 @@ fn repository_without_password_reveals_no_names() {
     let found = all_occurrences(&repo, &[("stream name", STREAM_NAME.as_bytes().to_vec())]);
     assert!(found.is_empty(), "{found:?}");
     // And with another password nothing opens.
-    let out = repo
-        .run_pw("not the password", ["snapshots"])
-        .expect_code(12);
+    let out = repo.run_pw("not the password", ["snapshots"]).expect_code(12);
     assert!(!out.stdout_str().contains(STREAM_NAME));
 }

@@ -11,12 +11,7 @@ const GIB: u64 = 1 << 30;
 /// Back up `MixedStream(seed, len)` from stdin, streaming: the stream is
 /// generated while drtool reads it and is never held in memory or on disk.
 /// Returns the backup JSON and the BLAKE3 of what was sent.
-fn backup_generated(
-    repo: &Repo,
-    name: &str,
-    seed: u64,
-    len: u64,
-) -> (serde_json::Value, blake3::Hash) {
+fn backup_generated(repo: &Repo, name: &str, seed: u64, len: u64) -> (serde_json::Value, blake3::Hash) {
     let mut cmd = repo.cmd(["--json", "backup", "--stdin", "--name", name]);
     cmd.stdin(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
@@ -31,15 +26,8 @@ fn backup_generated(
     let sent = feeder.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_no_panic(&stderr);
-    assert!(
-        out.status.success(),
-        "backup failed: {:?}\n{stderr}",
-        out.status
-    );
-    (
-        serde_json::from_slice(&out.stdout).expect("backup JSON"),
-        sent,
-    )
+    assert!(out.status.success(), "backup failed: {:?}\n{stderr}", out.status);
+    (serde_json::from_slice(&out.stdout).expect("backup JSON"), sent)
 }
 
 /// Restore `spec` to stdout and hash it while it streams (never held in memory).
@@ -65,24 +53,15 @@ fn gib_stream_round_trips_and_a_second_backup_adds_under_one_percent() {
     let (second, sent_again) = backup_generated(&repo, "big-dump", 1, GIB);
     assert_eq!(sent, sent_again, "the generator must be deterministic");
     let growth = repo.size() - before;
-    assert!(
-        growth < GIB / 100,
-        "second backup of the same 1 GiB grew the repository by {growth} bytes (>= 1%)"
-    );
+    assert!(growth < GIB / 100, "second backup of the same 1 GiB grew the repository by {growth} bytes (>= 1%)");
     assert_eq!(num(&second, "summary.chunks_new"), 0, "{second}");
     assert_eq!(num(&second, "summary.bytes_new"), 0, "{second}");
-    assert_eq!(
-        num(&second, "summary.chunks"),
-        num(&first, "summary.chunks")
-    );
+    assert_eq!(num(&second, "summary.chunks"), num(&first, "summary.chunks"));
 
     // The round trip: the latest snapshot restores byte-identical.
     let (restored, n) = restore_hash(&repo, text(&second, "snapshot_id"));
     assert_eq!(n, GIB, "restored length");
-    assert_eq!(
-        restored, sent,
-        "restored 1 GiB stream differs from what was backed up"
-    );
+    assert_eq!(restored, sent, "restored 1 GiB stream differs from what was backed up");
 }
 
 #[test]
@@ -90,10 +69,7 @@ fn inserting_100_bytes_mid_stream_adds_about_one_chunk() {
     let repo = Repo::init();
     let original = random_bytes(64, 64 * MIB);
     let first = repo.backup_stdin("db", &original);
-    assert_eq!(
-        num(&first, "summary.chunks_new"),
-        num(&first, "summary.chunks")
-    );
+    assert_eq!(num(&first, "summary.chunks_new"), num(&first, "summary.chunks"));
     let before = repo.size();
 
     let mut edited = Vec::with_capacity(original.len() + 100);
@@ -106,37 +82,18 @@ fn inserting_100_bytes_mid_stream_adds_about_one_chunk() {
     let bytes_new = num(&second, "summary.bytes_new");
 
     // Only the chunk(s) around the insertion are new; FastCDC resynchronises right after it.
-    assert!(
-        (1..=3).contains(&chunks_new),
-        "chunks_new = {chunks_new}: {second}"
-    );
+    assert!((1..=3).contains(&chunks_new), "chunks_new = {chunks_new}: {second}");
     // The repository grows by the new chunks plus small metadata (pack header, index, manifest).
-    assert!(
-        growth <= bytes_new + 64 * 1024,
-        "grew {growth} bytes for {bytes_new} new bytes: {second}"
-    );
+    assert!(growth <= bytes_new + 64 * 1024, "grew {growth} bytes for {bytes_new} new bytes: {second}");
     // Absolute bound: far below the 32 MiB fixed-size chunking would re-store. A single
     // chunk is at most 8 MiB (max_size); the usual cost is one ~1.4 MiB chunk. See the
     // report: a 3 MiB bound would fail in ~3% of runs because the chunk that contains a
     // random offset is size-biased (median ~1.5 MiB, 95th percentile ~3 MiB).
-    assert!(
-        growth < 8 * MIB as u64 + 64 * 1024,
-        "insertion grew the repository by {growth} bytes: {second}"
-    );
+    assert!(growth < 8 * MIB as u64 + 64 * 1024, "insertion grew the repository by {growth} bytes: {second}");
 
     // Both versions restore.
-    assert!(
-        repo.restore_stdout(text(&second, "snapshot_id"), &[])
-            .ok()
-            .stdout
-            == edited
-    );
-    assert!(
-        repo.restore_stdout(text(&first, "snapshot_id"), &[])
-            .ok()
-            .stdout
-            == original
-    );
+    assert!(repo.restore_stdout(text(&second, "snapshot_id"), &[]).ok().stdout == edited);
+    assert!(repo.restore_stdout(text(&first, "snapshot_id"), &[]).ok().stdout == original);
 }
 
 #[test]
@@ -149,8 +106,5 @@ fn identical_streams_under_different_names_share_storage() {
     write_file(&file, &data);
     let v = repo.backup_command("replica", &[std::ffi::OsStr::new("cat"), file.as_os_str()]);
     assert_eq!(num(&v, "summary.chunks_new"), 0, "{v}");
-    assert!(
-        repo.size() - before < 64 * 1024,
-        "a duplicate stream from another source should add only metadata"
-    );
+    assert!(repo.size() - before < 64 * 1024, "a duplicate stream from another source should add only metadata");
 }

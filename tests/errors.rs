@@ -24,16 +24,8 @@ fn wrong_password_exits_12_for_every_command() {
     ];
     for args in commands {
         let out = repo.run_pw("wrong password", &args).expect_code(12);
-        assert!(
-            out.stderr.contains("wrong password"),
-            "{args:?}: {}",
-            out.stderr
-        );
-        assert!(
-            out.stdout.is_empty(),
-            "{args:?} wrote to stdout: {}",
-            out.stdout_str()
-        );
+        assert!(out.stderr.contains("wrong password"), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout: {}", out.stdout_str());
     }
     // Nothing was written by the refused backup, and the right password still works.
     assert_eq!(repo.snapshots().len(), 1);
@@ -43,19 +35,11 @@ fn wrong_password_exits_12_for_every_command() {
     let pw_file = repo.scratch("pw").join("password");
     write_file(&pw_file, format!("{PASSWORD}\n").as_bytes());
     let mut cmd = drtool();
-    cmd.arg("--repo")
-        .arg(&repo.path)
-        .arg("--password-file")
-        .arg(&pw_file)
-        .arg("snapshots");
+    cmd.arg("--repo").arg(&repo.path).arg("--password-file").arg(&pw_file).arg("snapshots");
     run_with_input(cmd, None).ok();
     write_file(&pw_file, b"nope\n");
     let mut cmd = drtool();
-    cmd.arg("--repo")
-        .arg(&repo.path)
-        .arg("--password-file")
-        .arg(&pw_file)
-        .arg("snapshots");
+    cmd.arg("--repo").arg(&repo.path).arg("--password-file").arg(&pw_file).arg("snapshots");
     run_with_input(cmd, None).expect_code(12);
 }
 
@@ -73,16 +57,9 @@ fn missing_repository_exits_10() {
         vec!["key", "list"],
     ] {
         let out = repo.run(&args).expect_code(10);
-        assert!(
-            out.stderr.contains("no repository"),
-            "{args:?}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains("no repository"), "{args:?}: {}", out.stderr);
     }
-    assert!(
-        !repo.path.exists(),
-        "a failed command must not create the repository directory"
-    );
+    assert!(!repo.path.exists(), "a failed command must not create the repository directory");
     // Also without a password: the missing repository is reported first.
     let mut cmd = drtool();
     cmd.arg("--repo").arg(&repo.path).arg("snapshots");
@@ -99,11 +76,7 @@ fn unknown_snapshot_exits_13() {
     repo.run(["restore", "latest", "--stdout"]).expect_code(13);
     let v = repo.backup_stdin("db", b"data");
     let id = text(&v, "snapshot_id");
-    let unknown = if id.starts_with("deadbeef") {
-        "cafebabe"
-    } else {
-        "deadbeef"
-    };
+    let unknown = if id.starts_with("deadbeef") { "cafebabe" } else { "deadbeef" };
     for args in [
         vec!["restore", unknown, "--stdout"],
         vec!["restore", &"0".repeat(64), "--stdout"],
@@ -130,47 +103,22 @@ fn ambiguous_or_invalid_usage_exits_2() {
         (vec!["backup", "--name", "x"], "exactly one source"),
         (vec!["backup", "--stdin"], "--name"),
         (vec!["backup", "--", "echo", "hi"], "--name"),
-        (
-            vec!["backup", "--stdin", "--name", "x", d],
-            "exactly one source",
-        ),
-        (
-            vec!["backup", "--stdin", "--name", "x", "--", "echo"],
-            "exactly one source",
-        ),
-        (
-            vec!["backup", "--stdin", "--name", "x", "--compression", "99"],
-            "compression",
-        ),
+        (vec!["backup", "--stdin", "--name", "x", d], "exactly one source"),
+        (vec!["backup", "--stdin", "--name", "x", "--", "echo"], "exactly one source"),
+        (vec!["backup", "--stdin", "--name", "x", "--compression", "99"], "compression"),
         (vec!["restore", "latest"], "--target"),
-        (
-            vec!["restore", "latest", "--stdout", "--target", d],
-            "--target",
-        ),
+        (vec!["restore", "latest", "--stdout", "--target", d], "--target"),
         (vec!["check", "--read-data-subset", "0"], "read-data-subset"),
-        (
-            vec!["check", "--read-data-subset", "150"],
-            "read-data-subset",
-        ),
-        (
-            vec!["check", "--read-data", "--read-data-subset", "10"],
-            "read-data",
-        ),
+        (vec!["check", "--read-data-subset", "150"], "read-data-subset"),
+        (vec!["check", "--read-data", "--read-data-subset", "10"], "read-data"),
         (vec!["no-such-command"], "no-such-command"),
         (vec!["backup", "--no-such-flag"], "no-such-flag"),
     ];
     for (args, says) in cases {
         let out = repo.run(&args).expect_code(2);
-        assert!(
-            out.stderr.contains(says),
-            "{args:?} should mention {says:?}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(says), "{args:?} should mention {says:?}: {}", out.stderr);
     }
-    assert!(
-        repo.snapshots().is_empty(),
-        "no usage error may create a snapshot"
-    );
+    assert!(repo.snapshots().is_empty(), "no usage error may create a snapshot");
 
     // No repository given at all.
     let mut cmd = drtool();
@@ -192,11 +140,7 @@ fn init_refuses_an_existing_repository_and_keeps_it() {
     let out = repo.run_pw("another password", ["init"]);
     assert_ne!(out.code(), Some(0));
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
-    assert_eq!(
-        std::fs::read(repo.path.join("config")).unwrap(),
-        config,
-        "config must be untouched"
-    );
+    assert_eq!(std::fs::read(repo.path.join("config")).unwrap(), config, "config must be untouched");
     assert_eq!(repo.restore_stdout("latest", &[]).ok().stdout, b"keep me");
 }
 
@@ -204,8 +148,7 @@ fn init_refuses_an_existing_repository_and_keeps_it() {
 fn unsupported_repository_version_is_a_clear_error() {
     let repo = Repo::init();
     let path = repo.path.join("config");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(config["version"], 1, "{config}");
     config["version"] = 999.into();
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();

@@ -14,23 +14,14 @@ fn sh(script: &str) -> Vec<&std::ffi::OsStr> {
 }
 
 fn backup_sh(repo: &Repo, name: &str, script: &str) -> Out {
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "backup".as_ref(),
-        "--name".as_ref(),
-        name.as_ref(),
-        "--".as_ref(),
-    ];
+    let mut args: Vec<&std::ffi::OsStr> = vec!["backup".as_ref(), "--name".as_ref(), name.as_ref(), "--".as_ref()];
     args.extend(sh(script));
     repo.run(args)
 }
 
 #[track_caller]
 fn assert_no_snapshot(repo: &Repo) {
-    assert!(
-        repo.snapshot_files().is_empty(),
-        "a snapshot manifest was written: {:?}",
-        repo.snapshot_files()
-    );
+    assert!(repo.snapshot_files().is_empty(), "a snapshot manifest was written: {:?}", repo.snapshot_files());
     assert!(repo.snapshots().is_empty());
 }
 
@@ -39,19 +30,11 @@ fn assert_no_snapshot(repo: &Repo) {
 fn assert_repository_healthy(repo: &Repo) {
     let (code, report) = repo.check(&["--read-data"]);
     assert_eq!(code, 0, "check after failure: {report}");
-    assert!(
-        report["damaged_packs"].as_array().unwrap().is_empty(),
-        "{report}"
-    );
+    assert!(report["damaged_packs"].as_array().unwrap().is_empty(), "{report}");
     assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
     let data = random_bytes(77, 2 * MIB);
     let v = repo.backup_stdin("after-failure", &data);
-    assert!(
-        repo.restore_stdout(text(&v, "snapshot_id"), &[])
-            .ok()
-            .stdout
-            == data
-    );
+    assert!(repo.restore_stdout(text(&v, "snapshot_id"), &[]).ok().stdout == data);
     assert_eq!(repo.check(&["--read-data"]).0, 0);
 }
 
@@ -64,35 +47,21 @@ fn command_exiting_non_zero_fails_with_its_stderr_and_no_snapshot() {
         "head -c 3000000 /dev/urandom; echo 'mysqldump: Got error 28: DISK-FULL-4411' >&2; exit 1",
     )
     .expect_code(5);
-    assert!(
-        out.stderr.contains("DISK-FULL-4411"),
-        "the child's stderr must be in the error: {}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("DISK-FULL-4411"), "the child's stderr must be in the error: {}", out.stderr);
     assert!(out.stderr.contains("exit status 1"), "{}", out.stderr);
     assert_no_snapshot(&repo);
     assert_repository_healthy(&repo);
 
     // A program that cannot be started is a source failure too.
-    let out = repo
-        .run(["backup", "--name", "db", "--", "/nonexistent/dump-tool"])
-        .expect_code(5);
-    assert!(
-        out.stderr.contains("/nonexistent/dump-tool"),
-        "{}",
-        out.stderr
-    );
+    let out = repo.run(["backup", "--name", "db", "--", "/nonexistent/dump-tool"]).expect_code(5);
+    assert!(out.stderr.contains("/nonexistent/dump-tool"), "{}", out.stderr);
     assert_eq!(repo.snapshots().len(), 1, "only the healthy backup exists");
 }
 
 #[test]
 fn command_killed_by_a_signal_fails_with_no_snapshot() {
     let repo = Repo::init();
-    let out = backup_sh(
-        &repo,
-        "db",
-        "head -c 2000000 /dev/urandom; echo 'about to die' >&2; kill -9 $$",
-    );
+    let out = backup_sh(&repo, "db", "head -c 2000000 /dev/urandom; echo 'about to die' >&2; kill -9 $$");
     assert_ne!(out.code(), Some(0), "a killed source must fail the backup");
     assert_eq!(out.code(), Some(5), "{}", out.stderr);
     assert!(out.stderr.contains("signal 9"), "{}", out.stderr);
@@ -104,12 +73,8 @@ fn command_killed_by_a_signal_fails_with_no_snapshot() {
 #[test]
 fn sigkill_of_drtool_mid_backup_leaves_a_healthy_repository() {
     let repo = Repo::init();
-    let mut reaper = Reaper::new(
-        repo.cmd(["backup", "--stdin", "--name", "big"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut reaper =
+        Reaper::new(repo.cmd(["backup", "--stdin", "--name", "big"]).stdin(Stdio::piped()).spawn().unwrap());
     let child = &mut reaper.child;
     let stderr = collect(child.stderr.take().unwrap());
     let _stdout = collect(child.stdout.take().unwrap());
@@ -147,12 +112,7 @@ fn sigkill_of_drtool_mid_backup_leaves_a_healthy_repository() {
 /// snapshot, and the command (with its whole process group) is stopped.
 fn interrupt_command_backup(sig: i32, sig_name: &str) {
     let repo = Repo::init();
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "backup".as_ref(),
-        "--name".as_ref(),
-        "db".as_ref(),
-        "--".as_ref(),
-    ];
+    let mut args: Vec<&std::ffi::OsStr> = vec!["backup".as_ref(), "--name".as_ref(), "db".as_ref(), "--".as_ref()];
     // 50 MB then a long pause: drtool is mid-stream, waiting for more data.
     args.extend(sh("head -c 80000000 /dev/urandom; sleep 30; echo never"));
     let mut reaper = Reaper::new(repo.cmd(args).spawn().unwrap());
@@ -167,11 +127,7 @@ fn interrupt_command_backup(sig: i32, sig_name: &str) {
     });
     let source_pid = source_pid.expect("the source command never started");
     reaper.group = Some(source_pid);
-    assert!(
-        started,
-        "the backup never stored a pack ({} packs)",
-        repo.packs().len()
-    );
+    assert!(started, "the backup never stored a pack ({} packs)", repo.packs().len());
     assert!(!live_group_members(source_pid).is_empty());
 
     send_signal(pid, sig);
@@ -179,18 +135,10 @@ fn interrupt_command_backup(sig: i32, sig_name: &str) {
     let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
     assert_no_panic(&stderr);
     // Clean up before asserting, so a failure does not leave `sleep 30` behind.
-    let gone = wait_until(Duration::from_secs(10), || {
-        live_group_members(source_pid).is_empty()
-    });
+    let gone = wait_until(Duration::from_secs(10), || live_group_members(source_pid).is_empty());
     assert_eq!(status.code(), Some(130), "{sig_name}: {status:?}\n{stderr}");
-    assert!(
-        stderr.contains("interrupted") && stderr.contains(sig_name),
-        "{stderr}"
-    );
-    assert!(
-        gone,
-        "{sig_name}: the source command's processes are still running"
-    );
+    assert!(stderr.contains("interrupted") && stderr.contains(sig_name), "{stderr}");
+    assert!(gone, "{sig_name}: the source command's processes are still running");
     assert_no_snapshot(&repo);
     assert_repository_healthy(&repo);
 }
@@ -210,21 +158,14 @@ fn sigint_while_stdin_stays_open_exits_promptly_with_130() {
     // The stdin reader blocks in read(2) on a pipe that never closes: drtool
     // must still stop on SIGINT instead of waiting for more input.
     let repo = Repo::init();
-    let mut reaper = Reaper::new(
-        repo.cmd(["backup", "--stdin", "--name", "db"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut reaper =
+        Reaper::new(repo.cmd(["backup", "--stdin", "--name", "db"]).stdin(Stdio::piped()).spawn().unwrap());
     let stderr = collect(reaper.child.stderr.take().unwrap());
     let _stdout = collect(reaper.child.stdout.take().unwrap());
     let mut stdin = reaper.child.stdin.take().unwrap();
     stdin.write_all(&random_bytes(4, 40 * MIB)).unwrap();
     stdin.flush().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(60), || !repo.packs().is_empty()),
-        "no pack stored"
-    );
+    assert!(wait_until(Duration::from_secs(60), || !repo.packs().is_empty()), "no pack stored");
     send_signal(reaper.child.id(), libc::SIGINT);
     let status = wait_timeout(&mut reaper.child, Duration::from_secs(10));
     drop(stdin);
@@ -240,9 +181,7 @@ fn sigint_while_stdin_stays_open_exits_promptly_with_130() {
 fn missing_source_path_fails_with_exit_5_and_no_snapshot() {
     let repo = Repo::init();
     let missing = repo.dir.path().join("no-such-dir");
-    let out = repo
-        .run([std::ffi::OsStr::new("backup"), missing.as_os_str()])
-        .expect_code(5);
+    let out = repo.run([std::ffi::OsStr::new("backup"), missing.as_os_str()]).expect_code(5);
     assert!(out.stderr.contains("no-such-dir"), "{}", out.stderr);
     assert_no_snapshot(&repo);
 }

@@ -28,28 +28,17 @@ fn two_snapshots() -> (Repo, Vec<u8>, String, Vec<u8>, String, Vec<PathBuf>) {
     assert!(!victim_packs.is_empty());
     let bystander = random_bytes(7, 3 * MIB);
     let v2 = repo.backup_stdin("bystander", &bystander);
-    let (vid, bid) = (
-        text(&v1, "snapshot_id").to_string(),
-        text(&v2, "snapshot_id").to_string(),
-    );
+    let (vid, bid) = (text(&v1, "snapshot_id").to_string(), text(&v2, "snapshot_id").to_string());
     (repo, victim, vid, bystander, bid, victim_packs)
 }
 
 #[test]
 fn flipped_byte_in_a_pack_is_found_named_and_never_restored() {
     let (repo, victim, vid, bystander, bid, victim_packs) = two_snapshots();
-    assert_eq!(
-        repo.check(&["--read-data"]).0,
-        0,
-        "a fresh repository checks clean"
-    );
+    assert_eq!(repo.check(&["--read-data"]).0, 0, "a fresh repository checks clean");
 
     // Damage the victim's largest pack in the middle (inside a blob).
-    let pack = victim_packs
-        .iter()
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap()
-        .clone();
+    let pack = victim_packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap().clone();
     let pack_id = file_name(&pack);
     let len = std::fs::metadata(&pack).unwrap().len() as usize;
     flip_byte(&pack, len / 2);
@@ -65,59 +54,28 @@ fn flipped_byte_in_a_pack_is_found_named_and_never_restored() {
         assert_eq!(code, 4, "check {args:?} must report damage: {report}");
         let damaged = report["damaged_packs"].as_array().unwrap();
         assert_eq!(damaged.len(), 1, "{report}");
-        assert_eq!(
-            damaged[0]["pack"],
-            pack_id.as_str(),
-            "the damaged pack is named by its id"
-        );
+        assert_eq!(damaged[0]["pack"], pack_id.as_str(), "the damaged pack is named by its id");
         assert!(!text(&damaged[0], "reason").is_empty());
-        let snaps: Vec<&str> = damaged[0]["snapshots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
-        assert_eq!(
-            snaps,
-            vec![vid.as_str()],
-            "only the victim snapshot is affected"
-        );
+        let snaps: Vec<&str> =
+            damaged[0]["snapshots"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        assert_eq!(snaps, vec![vid.as_str()], "only the victim snapshot is affected");
         assert!(num(&report, "packs_read") >= 2);
     }
     // The human-readable report names them too.
-    let human = repo
-        .run(["check", "--read-data"])
-        .expect_code(4)
-        .stdout_str();
-    assert!(
-        human.contains(&pack_id) && human.contains(&vid[..8]),
-        "{human}"
-    );
+    let human = repo.run(["check", "--read-data"]).expect_code(4).stdout_str();
+    assert!(human.contains(&pack_id) && human.contains(&vid[..8]), "{human}");
 
     // --stdout: fails with 4, and what was written is a strict prefix of the original.
     let out = repo.restore_stdout(&vid, &[]).expect_code(4);
-    assert!(
-        out.stdout.len() < victim.len(),
-        "restore must stop at the damage"
-    );
-    assert!(
-        victim.starts_with(&out.stdout),
-        "restore wrote wrong bytes to stdout"
-    );
-    assert!(
-        out.stderr.contains("damaged") && out.stderr.contains(&pack_id),
-        "unclear error: {}",
-        out.stderr
-    );
+    assert!(out.stdout.len() < victim.len(), "restore must stop at the damage");
+    assert!(victim.starts_with(&out.stdout), "restore wrote wrong bytes to stdout");
+    assert!(out.stderr.contains("damaged") && out.stderr.contains(&pack_id), "unclear error: {}", out.stderr);
 
     // --target: fails with 4, and the partial file does not remain.
     let target = repo.scratch("restore");
     let out = repo.restore_target(&vid, &target, &[]).expect_code(4);
     assert!(out.stderr.contains("damaged"), "{}", out.stderr);
-    assert!(
-        !target.join("victim").exists(),
-        "a partially restored file must be removed"
-    );
+    assert!(!target.join("victim").exists(), "a partially restored file must be removed");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 
     // Unaffected snapshots still restore.
@@ -137,25 +95,16 @@ fn damaged_file_in_a_tree_is_not_left_behind() {
     write_file(&root.join("big.bin"), &big);
     write_file(&root.join("small.txt"), b"small\n");
     let v = repo.backup_paths(&[&root]);
-    assert_eq!(
-        num(&v, "summary.chunks_new"),
-        2,
-        "only small.txt and the tree metadata are new: {v}"
-    );
+    assert_eq!(num(&v, "summary.chunks_new"), 2, "only small.txt and the tree metadata are new: {v}");
     for p in &content_packs {
         let len = std::fs::metadata(p).unwrap().len() as usize;
         flip_byte(p, len / 2);
     }
     let target = repo.scratch("restore");
-    let out = repo
-        .restore_target(text(&v, "snapshot_id"), &target, &[])
-        .expect_code(4);
+    let out = repo.restore_target(text(&v, "snapshot_id"), &target, &[]).expect_code(4);
     assert!(out.stderr.contains("damaged"), "{}", out.stderr);
     let restored = target.join("vol/big.bin");
-    assert!(
-        !restored.exists(),
-        "a partially restored file must be removed"
-    );
+    assert!(!restored.exists(), "a partially restored file must be removed");
 }
 
 #[test]
@@ -192,32 +141,17 @@ fn damaged_metadata_is_reported_by_check() {
     let (code, report) = repo.check(&[]);
     assert_eq!(code, 4, "{report}");
     let errors = report["errors"].as_array().unwrap();
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.as_str().unwrap().contains(&vid[..8])),
-        "{report}"
-    );
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains(&vid[..8])), "{report}");
     let out = repo.restore_stdout(&vid, &[]).expect_code(4);
     assert!(out.stdout.is_empty());
     assert!(out.stderr.contains("damaged"), "{}", out.stderr);
 
     // A damaged index file.
-    let index = std::fs::read_dir(repo.path.join("index"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let index = std::fs::read_dir(repo.path.join("index")).unwrap().next().unwrap().unwrap().path();
     let len = std::fs::metadata(&index).unwrap().len() as usize;
     flip_byte(&index, len / 2);
     let (code, report) = repo.check(&[]);
     assert_eq!(code, 4, "{report}");
     let errors = report["errors"].as_array().unwrap();
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.as_str().unwrap().contains(&file_name(&index))),
-        "{report}"
-    );
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains(&file_name(&index))), "{report}");
 }

@@ -8,15 +8,7 @@ use std::ffi::OsStr;
 
 #[track_caller]
 fn assert_summary(s: &Value) {
-    for k in [
-        "bytes_read",
-        "bytes_new",
-        "bytes_stored",
-        "chunks",
-        "chunks_new",
-        "packs",
-        "duration_ms",
-    ] {
+    for k in ["bytes_read", "bytes_new", "bytes_stored", "chunks", "chunks_new", "packs", "duration_ms"] {
         assert!(s[k].is_u64(), "summary.{k} missing or not a number: {s}");
     }
 }
@@ -39,9 +31,7 @@ fn backup_snapshots_check_and_key_list_json() {
     let data = sql_like(2, 3 * MIB);
     let b = repo
         .run_input(
-            [
-                "--json", "backup", "--stdin", "--name", "db", "--tag", "nightly",
-            ],
+            ["--json", "backup", "--stdin", "--name", "db", "--tag", "nightly"],
             std::io::Cursor::new(data.clone()),
         )
         .ok()
@@ -58,24 +48,15 @@ fn backup_snapshots_check_and_key_list_json() {
     );
     assert!(num(&b, "summary.packs") >= 1);
     assert_eq!(num(&b, "summary.chunks_new"), num(&b, "summary.chunks"));
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(text(&b, "time")).is_ok(),
-        "{b}"
-    );
-    let c = repo
-        .run(["--json", "backup", "--name", "cmd", "--", "printf", "hello"])
-        .ok()
-        .json();
+    assert!(chrono::DateTime::parse_from_rfc3339(text(&b, "time")).is_ok(), "{b}");
+    let c = repo.run(["--json", "backup", "--name", "cmd", "--", "printf", "hello"]).ok().json();
     assert_eq!(num(&c, "summary.bytes_read"), 5);
 
     // snapshots --json (all, and filtered by name).
     let all = repo.run(["--json", "snapshots"]).ok().json();
     let all = all.as_array().expect("array");
     assert_eq!(all.len(), 2);
-    let s = all
-        .iter()
-        .find(|s| s["id"] == id.as_str())
-        .expect("the backup is listed");
+    let s = all.iter().find(|s| s["id"] == id.as_str()).expect("the backup is listed");
     assert_hex_id(s, "id");
     assert_eq!(text(s, "short_id"), &id[..8]);
     assert_eq!(text(s, "name"), "db");
@@ -86,20 +67,11 @@ fn backup_snapshots_check_and_key_list_json() {
     assert_eq!(s["partial"], false);
     assert!(chrono::DateTime::parse_from_rfc3339(text(s, "time")).is_ok());
     assert_summary(&s["summary"]);
-    assert_eq!(
-        s["summary"], b["summary"],
-        "the stored summary is the one reported by backup"
-    );
-    let only = repo
-        .run(["--json", "snapshots", "--name", "cmd"])
-        .ok()
-        .json();
+    assert_eq!(s["summary"], b["summary"], "the stored summary is the one reported by backup");
+    let only = repo.run(["--json", "snapshots", "--name", "cmd"]).ok().json();
     assert_eq!(only.as_array().unwrap().len(), 1);
     assert_eq!(only[0]["source"], "command");
-    let none = repo
-        .run(["--json", "snapshots", "--name", "nothing"])
-        .ok()
-        .json();
+    let none = repo.run(["--json", "snapshots", "--name", "nothing"]).ok().json();
     assert_eq!(none, serde_json::json!([]));
 
     // check --json, structural and with data.
@@ -109,14 +81,7 @@ fn backup_snapshots_check_and_key_list_json() {
         vec!["--json", "check", "--read-data-subset", "50"],
     ] {
         let r = repo.run(&args).ok().json();
-        for k in [
-            "snapshots",
-            "index_files",
-            "packs_indexed",
-            "packs_read",
-            "blobs_read",
-            "unindexed_packs",
-        ] {
+        for k in ["snapshots", "index_files", "packs_indexed", "packs_read", "blobs_read", "unindexed_packs"] {
             assert!(r[k].is_u64(), "{args:?}: {k} in {r}");
         }
         assert_eq!(num(&r, "snapshots"), 2);
@@ -170,8 +135,5 @@ fn check_json_reports_damage_as_json_with_exit_4() {
     let out = repo.run(["--json", "check", "--read-data"]).expect_code(4);
     let r = out.json();
     assert_eq!(r["damaged_packs"][0]["pack"], file_name(&pack).as_str());
-    assert_eq!(
-        r["damaged_packs"][0]["snapshots"].as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(r["damaged_packs"][0]["snapshots"].as_array().unwrap().len(), 1);
 }

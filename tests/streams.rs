@@ -24,15 +24,11 @@ fn a_and_b() -> (Vec<u8>, Vec<u8>) {
 #[track_caller]
 fn assert_latest_is_b_and_older_is_a(repo: &Repo, older: &str, a: &[u8], b: &[u8]) {
     let latest = repo.restore_stdout("latest", &["--name", "db"]).ok();
-    assert!(
-        latest.stdout == b,
-        "latest --name db must be the newer stream B"
-    );
+    assert!(latest.stdout == b, "latest --name db must be the newer stream B");
     let old = repo.restore_stdout(older, &[]).ok();
     assert!(old.stdout == a, "the older snapshot must still be stream A");
     let target = tempfile::tempdir().unwrap();
-    repo.restore_target("latest", target.path(), &["--name", "db"])
-        .ok();
+    repo.restore_target("latest", target.path(), &["--name", "db"]).ok();
     assert!(std::fs::read(target.path().join("db")).unwrap() == b);
 }
 
@@ -43,15 +39,8 @@ fn stdin_stream_with_same_name_and_size_is_read_again() {
     let first = repo.backup_stdin("db", &a);
     let second = repo.backup_stdin("db", &b);
     assert_ne!(first["snapshot_id"], second["snapshot_id"]);
-    assert_eq!(
-        num(&second, "summary.bytes_read"),
-        b.len() as u64,
-        "the whole stream must be read"
-    );
-    assert!(
-        num(&second, "summary.chunks_new") >= 1,
-        "changed chunks must be stored: {second}"
-    );
+    assert_eq!(num(&second, "summary.bytes_read"), b.len() as u64, "the whole stream must be read");
+    assert!(num(&second, "summary.chunks_new") >= 1, "changed chunks must be stored: {second}");
     assert_latest_is_b_and_older_is_a(&repo, text(&first, "snapshot_id"), &a, &b);
     // Another stream with another name does not change what `latest --name db` is.
     repo.backup_stdin("other", b"unrelated");
@@ -81,20 +70,8 @@ fn command_stream_with_same_argv_size_and_mtime_is_read_again() {
     // Mixing sources under one name: a stdin stream is the latest "db" now.
     let c = b"third version\n".to_vec();
     repo.backup_stdin("db", &c);
-    assert_eq!(
-        repo.restore_stdout("latest", &["--name", "db"]).ok().stdout,
-        c
-    );
-    assert!(
-        repo.restore_stdout(text(&second, "snapshot_id"), &[])
-            .ok()
-            .stdout
-            == b
-    );
-    let snaps: Vec<_> = repo
-        .snapshots()
-        .into_iter()
-        .filter(|s| s["name"] == "db")
-        .collect();
+    assert_eq!(repo.restore_stdout("latest", &["--name", "db"]).ok().stdout, c);
+    assert!(repo.restore_stdout(text(&second, "snapshot_id"), &[]).ok().stdout == b);
+    let snaps: Vec<_> = repo.snapshots().into_iter().filter(|s| s["name"] == "db").collect();
     assert_eq!(snaps.len(), 3);
 }

@@ -49,19 +49,8 @@ fn visit(path: &Path, rel: Vec<u8>, out: &mut BTreeMap<Vec<u8>, Entry>) {
     } else {
         panic!("unexpected file type at {}", path.display());
     };
-    let mode = if ft.is_symlink() {
-        None
-    } else {
-        Some(m.mode() & 0o7777)
-    };
-    out.insert(
-        rel.clone(),
-        Entry {
-            kind,
-            mode,
-            mtime: (m.mtime(), m.mtime_nsec()),
-        },
-    );
+    let mode = if ft.is_symlink() { None } else { Some(m.mode() & 0o7777) };
+    out.insert(rel.clone(), Entry { kind, mode, mtime: (m.mtime(), m.mtime_nsec()) });
     if ft.is_dir() {
         for e in fs::read_dir(path).unwrap() {
             let e = e.unwrap();
@@ -95,10 +84,7 @@ fn build_tree(parent: &Path) -> PathBuf {
         (root.join("a/b/sibling.sql"), sql_like(3, 200_000)),
         (root.join("big.bin"), random_bytes(42, 3 * MIB + 17)),
         (root.join("empty.txt"), Vec::new()),
-        (
-            root.join("café/日本語.txt"),
-            "こんにちは, café\n".as_bytes().to_vec(),
-        ),
+        (root.join("café/日本語.txt"), "こんにちは, café\n".as_bytes().to_vec()),
         (root.join(bad_name), b"non-utf8 name\n".to_vec()),
         (root.join("private.key"), b"secret-ish\n".to_vec()),
         (root.join("run.sh"), b"#!/bin/sh\necho hi\n".to_vec()),
@@ -112,11 +98,7 @@ fn build_tree(parent: &Path) -> PathBuf {
     symlink("../a/b/c/deep.txt", root.join("links/relative")).unwrap();
     symlink(root.join("big.bin"), root.join("links/absolute")).unwrap();
     symlink("does/not/exist", root.join("links/dangling")).unwrap();
-    symlink(
-        "/nonexistent/absolute/target",
-        root.join("links/dangling-absolute"),
-    )
-    .unwrap();
+    symlink("/nonexistent/absolute/target", root.join("links/dangling-absolute")).unwrap();
     symlink("../café", root.join("links/to-dir")).unwrap();
 
     chmod(&root.join("private.key"), 0o600);
@@ -131,11 +113,7 @@ fn build_tree(parent: &Path) -> PathBuf {
     collect_paths(&root, &mut all);
     all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, p) in all.iter().enumerate() {
-        set_mtime(
-            p,
-            1_600_000_000 + i as i64 * 3_601,
-            123_456_789 - i as u32 * 1_001,
-        );
+        set_mtime(p, 1_600_000_000 + i as i64 * 3_601, 123_456_789 - i as u32 * 1_001);
     }
     root
 }
@@ -159,11 +137,7 @@ fn assert_same_tree(expected: &BTreeMap<Vec<u8>, Entry>, got: &BTreeMap<Vec<u8>,
         }
     }
     for k in got.keys() {
-        assert!(
-            expected.contains_key(k),
-            "{} appeared in the restore but was not backed up",
-            show(k)
-        );
+        assert!(expected.contains_key(k), "{} appeared in the restore but was not backed up", show(k));
     }
 }
 
@@ -176,10 +150,7 @@ fn tree_round_trips_with_metadata() {
     // Sanity: the fixture really has what the test claims to cover.
     assert!(expected.contains_key(&b"data/bad\xffname.bin"[..]));
     assert!(expected.contains_key("data/café/日本語.txt".as_bytes()));
-    assert!(
-        expected.values().any(|e| e.mtime.1 % 1000 != 0),
-        "mtimes should have nanoseconds"
-    );
+    assert!(expected.values().any(|e| e.mtime.1 % 1000 != 0), "mtimes should have nanoseconds");
     assert_eq!(expected[&b"data/empty-dir"[..]].kind, Kind::Dir);
 
     let v = repo.backup_paths(&[&root]);
@@ -191,15 +162,8 @@ fn tree_round_trips_with_metadata() {
 
     let target = repo.scratch("restore");
     let out = repo.restore_target(&id, &target, &[]).ok();
-    let entries: Vec<_> = fs::read_dir(&target)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(
-        entries,
-        vec![OsStr::new("data").to_os_string()],
-        "a tree of /x/y/data restores to DIR/data"
-    );
+    let entries: Vec<_> = fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, vec![OsStr::new("data").to_os_string()], "a tree of /x/y/data restores to DIR/data");
     assert_same_tree(&expected, &describe(&target.join("data")));
     assert!(out.stderr.contains("restored snapshot"), "{}", out.stderr);
     // The restore must not have touched the source.
@@ -215,11 +179,7 @@ fn unchanged_tree_backs_up_without_new_data_and_changes_are_seen() {
     write_file(&root.join("sub/two.txt"), b"two\n");
     let first = repo.backup_paths(&[&root]);
     let second = repo.backup_paths(&[&root]);
-    assert_eq!(
-        num(&second, "summary.chunks_new"),
-        0,
-        "an unchanged tree must add no chunks: {second}"
-    );
+    assert_eq!(num(&second, "summary.chunks_new"), 0, "an unchanged tree must add no chunks: {second}");
     assert_ne!(first["snapshot_id"], second["snapshot_id"]);
 
     // Same size, same mtime, different content: must still be read (never skipped on metadata).
@@ -228,16 +188,9 @@ fn unchanged_tree_backs_up_without_new_data_and_changes_are_seen() {
     write_file(&p, b"TWO\n");
     filetime::set_file_mtime(&p, FileTime::from_last_modification_time(&m)).unwrap();
     let third = repo.backup_paths(&[&root]);
-    assert!(
-        num(&third, "summary.chunks_new") >= 1,
-        "changed content must be stored: {third}"
-    );
+    assert!(num(&third, "summary.chunks_new") >= 1, "changed content must be stored: {third}");
     let target = repo.scratch("restore");
-    repo.restore_target(text(&third, "snapshot_id"), &target, &[])
-        .ok();
+    repo.restore_target(text(&third, "snapshot_id"), &target, &[]).ok();
     assert_eq!(fs::read(target.join("t/sub/two.txt")).unwrap(), b"TWO\n");
-    assert_eq!(
-        fs::read(target.join("t/one.txt")).unwrap(),
-        random_bytes(1, 600_000)
-    );
+    assert_eq!(fs::read(target.join("t/one.txt")).unwrap(), random_bytes(1, 600_000));
 }

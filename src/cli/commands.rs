@@ -10,7 +10,8 @@ use crate::repo::check::{ReadData, check};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::{WriteStats, WriterOptions};
 use crate::repo::{InitOptions, Repository, lock};
-use crate::store::{DynStore, LocalStore};
+use crate::store::s3::{S3Options, S3Store};
+use crate::store::{DynStore, LocalStore, RetryPolicy, RetryStore};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -26,32 +27,32 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-/// Turn a repository address into a store.
-pub fn store_for(g: &Global) -> Result<DynStore, Failure> {
-    let addr = g
-        .repo
-        .as_deref()
-        .ok_or_else(|| Failure::usage("no repository: use --repo or set DRTOOL_REPO"))?;
+/// Turn a repository address into a store. S3 stores are probed here, so bad
+/// credentials, a missing bucket or an unreachable endpoint fail at once.
+pub async fn store_for(g: &Global) -> Result<DynStore, Failure> {
+    let addr = g.repo.as_deref().ok_or_else(|| Failure::usage("no repository: use --repo or set DRTOOL_REPO"))?;
+    if addr.starts_with("s3://") {
+        let opts = S3Options::from_url(addr).map_err(Failure::usage)?;
+        let s3 = S3Store::connect(opts).await?;
+        return Ok(Arc::new(RetryStore::new(s3, RetryPolicy::default())));
+    }
     if let Some(path) = addr.strip_prefix("file://") {
         return Ok(Arc::new(LocalStore::new(path)));
     }
     if addr.contains("://") {
         return Err(Failure::usage(format!(
-            "unsupported repository address {addr:?} (use a local path or file:///path)"
+            "unsupported repository address {addr:?} (use a local path, file:///path or s3://bucket/prefix)"
         )));
     }
     Ok(Arc::new(LocalStore::new(addr)))
 }
 
 pub async fn open_repo(g: &Global) -> Result<Arc<Repository>, Failure> {
-    let store = store_for(g)?;
+    let store = store_for(g).await?;
     // Fail on a missing repository before asking for a password.
     match store.size("config").await {
         Err(e) if e.is_not_found() => {
-            return Err(crate::repo::RepoError::NoRepository {
-                location: store.location(),
-            }
-            .into());
+            return Err(crate::repo::RepoError::NoRepository { location: store.location() }.into());
         }
         _ => {}
     }
@@ -60,7 +61,7 @@ pub async fn open_repo(g: &Global) -> Result<Arc<Repository>, Failure> {
 }
 
 async fn init(g: &Global) -> Result<u8, Failure> {
-    let store = store_for(g)?;
+    let store = store_for(g).await?;
     let pw = secrets::repo_password(g.password_file.as_deref(), true)?;
     let repo = Repository::init(store.clone(), &pw, InitOptions::default()).await?;
     if g.json {
@@ -68,56 +69,26 @@ async fn init(g: &Global) -> Result<u8, Failure> {
             &serde_json::json!({ "repository": store.location(), "id": repo.id(), "key": repo.current_slot() }),
         )?;
     } else {
-        outln!(
-            "created repository {} at {}",
-            &repo.id()[..8],
-            store.location()
-        );
+        outln!("created repository {} at {}", &repo.id()[..8], store.location());
     }
     Ok(exit::OK)
 }
 
 fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
-    let kinds = usize::from(a.stdin)
-        + usize::from(!a.command.is_empty())
-        + usize::from(!a.paths.is_empty());
+    let kinds = usize::from(a.stdin) + usize::from(!a.command.is_empty()) + usize::from(!a.paths.is_empty());
     if kinds != 1 {
-        return Err(Failure::usage(
-            "give exactly one source: PATH..., --stdin, or -- COMMAND [ARGS...]",
-        ));
+        return Err(Failure::usage("give exactly one source: PATH..., --stdin, or -- COMMAND [ARGS...]"));
     }
     let (source, name) = if a.stdin {
-        (
-            BackupSource::Stdin,
-            a.name
-                .ok_or_else(|| Failure::usage("--stdin needs --name"))?,
-        )
+        (BackupSource::Stdin, a.name.ok_or_else(|| Failure::usage("--stdin needs --name"))?)
     } else if !a.command.is_empty() {
-        (
-            BackupSource::Command(a.command),
-            a.name
-                .ok_or_else(|| Failure::usage("a command backup needs --name"))?,
-        )
+        (BackupSource::Command(a.command), a.name.ok_or_else(|| Failure::usage("a command backup needs --name"))?)
     } else {
-        let default = a
-            .paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let default = a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
         (BackupSource::Paths(a.paths), a.name.unwrap_or(default))
     };
-    let writer = WriterOptions {
-        compression_level: a.compression,
-        ..WriterOptions::default()
-    };
-    Ok(BackupRequest {
-        name,
-        source,
-        tags: a.tags,
-        time: a.time,
-        writer,
-    })
+    let writer = WriterOptions { compression_level: a.compression, ..WriterOptions::default() };
+    Ok(BackupRequest { name, source, tags: a.tags, time: a.time, writer, force: a.force })
 }
 
 /// A progress line on stderr while the backup runs, only on a terminal.
@@ -126,8 +97,7 @@ fn progress(stats: Arc<WriteStats>) {
         return;
     }
     let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
         bar.set_style(style);
     }
     tokio::spawn(async move {
@@ -197,24 +167,13 @@ fn snapshot_json(s: &Snapshot) -> serde_json::Value {
 
 async fn snapshots(g: &Global, name: Option<&str>) -> Result<u8, Failure> {
     let repo = open_repo(g).await?;
-    let all: Vec<Snapshot> = repo
-        .list_snapshots()
-        .await?
-        .into_iter()
-        .filter(|s| name.is_none_or(|n| s.manifest.name == n))
-        .collect();
+    let all: Vec<Snapshot> =
+        repo.list_snapshots().await?.into_iter().filter(|s| name.is_none_or(|n| s.manifest.name == n)).collect();
     if g.json {
         print_json(&all.iter().map(snapshot_json).collect::<Vec<_>>())?;
         return Ok(exit::OK);
     }
-    outln!(
-        "{:<8}  {:<19}  {:<16}  {:<8}  {:>11}  name",
-        "id",
-        "time (UTC)",
-        "host",
-        "source",
-        "size"
-    );
+    outln!("{:<8}  {:<19}  {:<16}  {:<8}  {:>11}  name", "id", "time (UTC)", "host", "source", "size");
     for s in &all {
         let m = &s.manifest;
         outln!(
@@ -237,9 +196,7 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
         (Some(dir), false) => RestoreTarget::Dir(dir),
         (None, true) => RestoreTarget::Stdout,
         _ => {
-            return Err(Failure::usage(
-                "choose where to restore: --target DIR or --stdout",
-            ));
+            return Err(Failure::usage("choose where to restore: --target DIR or --stdout"));
         }
     };
     let repo = open_repo(g).await?;
@@ -249,9 +206,7 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     let ms = started.elapsed().as_millis() as u64;
     // Data may be on stdout: the report goes to stderr unless JSON was asked for a directory restore.
     if g.json && matches!(target, RestoreTarget::Dir(_)) {
-        print_json(
-            &serde_json::json!({ "snapshot_id": snap.id, "summary": summary, "duration_ms": ms }),
-        )?;
+        print_json(&serde_json::json!({ "snapshot_id": snap.id, "summary": summary, "duration_ms": ms }))?;
     } else {
         eprintln!(
             "restored snapshot {} ({}): {} in {} files, {} dirs, {} symlinks, {:.1} s, {}",
@@ -273,9 +228,7 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
         (true, _) => ReadData::All,
         (false, Some(p)) if p > 0.0 && p <= 100.0 => ReadData::Subset(p),
         (false, Some(p)) => {
-            return Err(Failure::usage(format!(
-                "--read-data-subset must be in (0, 100], got {p}"
-            )));
+            return Err(Failure::usage(format!("--read-data-subset must be in (0, 100], got {p}")));
         }
         (false, None) => ReadData::None,
     };
@@ -296,10 +249,7 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
             report.blobs_read
         );
         if report.unindexed_packs > 0 {
-            outln!(
-                "{} packs are not indexed (left by interrupted runs; prune removes them)",
-                report.unindexed_packs
-            );
+            outln!("{} packs are not indexed (left by interrupted runs; prune removes them)", report.unindexed_packs);
         }
         for d in &report.damaged_packs {
             let snaps: Vec<String> = d.snapshots.iter().map(|s| s.short()).collect();
@@ -307,28 +257,13 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
                 "DAMAGED pack {}: {}; affects snapshots: {}",
                 d.pack,
                 d.reason,
-                if snaps.is_empty() {
-                    "none".into()
-                } else {
-                    snaps.join(", ")
-                }
+                if snaps.is_empty() { "none".into() } else { snaps.join(", ") }
             );
         }
         for e in &report.errors {
             outln!("ERROR {e}");
         }
-        outln!(
-            "{}",
-            if report.is_clean() {
-                "no errors found"
-            } else {
-                "repository has errors"
-            }
-        );
+        outln!("{}", if report.is_clean() { "no errors found" } else { "repository has errors" });
     }
-    Ok(if report.is_clean() {
-        exit::OK
-    } else {
-        exit::DAMAGED
-    })
+    Ok(if report.is_clean() { exit::OK } else { exit::DAMAGED })
 }

@@ -2,6 +2,22 @@
 
 use crate::job::JobError;
 use crate::repo::RepoError;
+use crate::store::{BackendErrorKind, StoreError};
+
+pub fn store_code(e: &StoreError) -> u8 {
+    match e.backend_kind() {
+        Some(BackendErrorKind::Unreachable | BackendErrorKind::Transient) => STORE_UNREACHABLE,
+        Some(BackendErrorKind::AccessDenied) => STORE_ACCESS_DENIED,
+        Some(BackendErrorKind::NoSuchBucket) => STORE_NO_BUCKET,
+        _ => ERROR,
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::new(store_code(&e), e)
+    }
+}
 
 pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
@@ -13,6 +29,9 @@ pub const NO_REPOSITORY: u8 = 10;
 pub const LOCKED: u8 = 11;
 pub const WRONG_PASSWORD: u8 = 12;
 pub const NOT_FOUND: u8 = 13;
+pub const STORE_UNREACHABLE: u8 = 14;
+pub const STORE_ACCESS_DENIED: u8 = 15;
+pub const STORE_NO_BUCKET: u8 = 16;
 pub const INTERRUPTED: u8 = 130;
 
 /// An error that carries its exit code to `main`.
@@ -24,16 +43,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
-        Self {
-            code,
-            error: error.into(),
-        }
+        Self { code, error: error.into() }
     }
     pub fn usage(msg: impl Into<String>) -> Self {
-        Self {
-            code: USAGE,
-            error: anyhow::anyhow!(msg.into()),
-        }
+        Self { code: USAGE, error: anyhow::anyhow!(msg.into()) }
     }
 }
 
@@ -42,10 +55,9 @@ pub fn repo_code(e: &RepoError) -> u8 {
         RepoError::NoRepository { .. } => NO_REPOSITORY,
         RepoError::Locked { .. } => LOCKED,
         RepoError::WrongPassword { .. } => WRONG_PASSWORD,
-        RepoError::SnapshotNotFound(_)
-        | RepoError::AmbiguousSnapshot(_)
-        | RepoError::KeyNotFound(_) => NOT_FOUND,
+        RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot(_) | RepoError::KeyNotFound(_) => NOT_FOUND,
         RepoError::Corrupt { .. } | RepoError::MissingChunk { .. } => DAMAGED,
+        RepoError::Store(s) => store_code(s),
         _ => ERROR,
     }
 }

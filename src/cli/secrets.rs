@@ -6,9 +6,8 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    let mut v = std::fs::read(path).map_err(|e| {
-        Failure::usage(format!("cannot read password file {}: {e}", path.display()))
-    })?;
+    let mut v = std::fs::read(path)
+        .map_err(|e| Failure::usage(format!("cannot read password file {}: {e}", path.display())))?;
     // One trailing newline is the file's, not the password's.
     if v.last() == Some(&b'\n') {
         v.pop();
@@ -20,11 +19,7 @@ fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
 }
 
 fn non_empty(p: Zeroizing<Vec<u8>>, what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    if p.is_empty() {
-        Err(Failure::usage(format!("{what} is empty")))
-    } else {
-        Ok(p)
-    }
+    if p.is_empty() { Err(Failure::usage(format!("{what} is empty"))) } else { Ok(p) }
 }
 
 /// The repository password: --password-file, DRTOOL_PASSWORD, or a prompt on a terminal.
@@ -35,11 +30,7 @@ pub fn repo_password(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<Vec
     if let Ok(p) = std::env::var("DRTOOL_PASSWORD") {
         return non_empty(Zeroizing::new(p.into_bytes()), "DRTOOL_PASSWORD");
     }
-    prompt(
-        "repository password",
-        confirm,
-        "no password: set DRTOOL_PASSWORD or use --password-file",
-    )
+    prompt("repository password", confirm, "no password: set DRTOOL_PASSWORD or use --password-file")
 }
 
 /// A new password for `key add` / `key passwd`.
@@ -50,21 +41,14 @@ pub fn new_password(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, Failure> 
     if let Ok(p) = std::env::var("DRTOOL_NEW_PASSWORD") {
         return non_empty(Zeroizing::new(p.into_bytes()), "DRTOOL_NEW_PASSWORD");
     }
-    prompt(
-        "new password",
-        true,
-        "no new password: set DRTOOL_NEW_PASSWORD or use --new-password-file",
-    )
+    prompt("new password", true, "no new password: set DRTOOL_NEW_PASSWORD or use --new-password-file")
 }
 
 fn prompt(what: &str, confirm: bool, otherwise: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::usage(otherwise));
     }
-    let read = |p: &str| {
-        rpassword::prompt_password(p)
-            .map_err(|e| Failure::usage(format!("cannot read {what}: {e}")))
-    };
+    let read = |p: &str| rpassword::prompt_password(p).map_err(|e| Failure::usage(format!("cannot read {what}: {e}")));
     let first = Zeroizing::new(read(&format!("Enter {what}: "))?.into_bytes());
     if confirm {
         let second = Zeroizing::new(read(&format!("Repeat {what}: "))?.into_bytes());

@@ -1,6 +1,7 @@
 //! One run of an operation: source -> repository -> report, or repository -> target.
 
 pub mod backup;
+mod paths;
 pub mod restore;
 
 use crate::repo::RepoError;
@@ -24,10 +25,7 @@ pub enum JobError {
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).
 pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         // Without signal handlers the default action (terminate) still applies.
         return std::future::pending().await;
     };

@@ -27,11 +27,7 @@ pub struct RestoreSummary {
     pub symlinks: u64,
 }
 
-pub async fn run(
-    repo: Arc<Repository>,
-    snap: &Snapshot,
-    target: &RestoreTarget,
-) -> Result<RestoreSummary, JobError> {
+pub async fn run(repo: Arc<Repository>, snap: &Snapshot, target: &RestoreTarget) -> Result<RestoreSummary, JobError> {
     let guard = lock::acquire(&repo, false, "restore").await?;
     let result = restore_locked(&repo, snap, target).await;
     let released = guard.release().await;
@@ -48,15 +44,8 @@ async fn restore_locked(
     let index = Arc::new(repo.load_index().await?);
     let mut summary = RestoreSummary::default();
     if let RestoreTarget::Stdout = target {
-        if snap
-            .manifest
-            .items
-            .iter()
-            .any(|i| matches!(i, Item::Tree { .. }))
-        {
-            return Err(JobError::Usage(
-                "snapshot holds a file tree; restore it with --target DIR".into(),
-            ));
+        if snap.manifest.items.iter().any(|i| matches!(i, Item::Tree { .. })) {
+            return Err(JobError::Usage("snapshot holds a file tree; restore it with --target DIR".into()));
         }
     }
     for item in &snap.manifest.items {
@@ -65,17 +54,13 @@ async fn restore_locked(
                 let stdout = std::io::stdout();
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
                 summary.bytes += read_stream(repo, &index, chunks, |d| out.write_all(d)).await?;
-                tokio::task::block_in_place(|| out.flush())
-                    .map_err(|e| crate::repo::RepoError::io("stdout", e))?;
+                tokio::task::block_in_place(|| out.flush()).map_err(|e| crate::repo::RepoError::io("stdout", e))?;
             }
             (Item::Stream { name, chunks, .. }, RestoreTarget::Dir(dir)) => {
-                std::fs::create_dir_all(dir).map_err(|source| TargetError::Io {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| TargetError::Io { path: dir.display().to_string(), source })?;
                 let path = safe_join(dir, name.as_bytes())?;
-                summary.bytes +=
-                    restore_file(repo, &index, chunks, open_new(&path)?, &path).await?;
+                summary.bytes += restore_file(repo, &index, chunks, open_new(&path)?, &path).await?;
                 summary.files += 1;
             }
             (Item::Tree { meta_chunks, .. }, RestoreTarget::Dir(dir)) => {
@@ -89,10 +74,7 @@ async fn restore_locked(
 }
 
 fn open_new(path: &Path) -> Result<std::fs::File, JobError> {
-    Ok(create_new_file(path).map_err(|source| TargetError::Io {
-        path: path.display().to_string(),
-        source,
-    })?)
+    Ok(create_new_file(path).map_err(|source| TargetError::Io { path: path.display().to_string(), source })?)
 }
 
 /// Restore one chunk list into a new file; on failure the partial file is removed,
@@ -106,11 +88,8 @@ async fn restore_file(
 ) -> Result<u64, JobError> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let r = read_stream(repo, index, chunks, |d| out.write_all(d)).await;
-    let r = r.and_then(|n| {
-        out.flush()
-            .map(|_| n)
-            .map_err(|e| crate::repo::RepoError::io(path.display().to_string(), e))
-    });
+    let r =
+        r.and_then(|n| out.flush().map(|_| n).map_err(|e| crate::repo::RepoError::io(path.display().to_string(), e)));
     if r.is_err() {
         let _ = std::fs::remove_file(path);
     }
@@ -124,10 +103,7 @@ async fn restore_tree(
     dir: &Path,
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
-    std::fs::create_dir_all(dir).map_err(|source| TargetError::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|source| TargetError::Io { path: dir.display().to_string(), source })?;
     let nodes = read_tree(repo, index, meta).await?;
     let mut dirs = Vec::new();
     for node in &nodes {

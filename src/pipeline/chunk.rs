@@ -21,25 +21,15 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        Self {
-            min_size: 512 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 8 * 1024 * 1024,
-        }
+        Self { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
     }
 }
 
 impl ChunkerParams {
     /// Check the bounds FastCDC accepts, so a bad config is an error, not a panic.
     pub fn validate(&self) -> Result<(), String> {
-        use fastcdc::v2020::{
-            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
-        };
-        let (min, avg, max) = (
-            self.min_size as usize,
-            self.avg_size as usize,
-            self.max_size as usize,
-        );
+        use fastcdc::v2020::{AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN};
+        let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
@@ -48,13 +38,7 @@ impl ChunkerParams {
             && min % 2 == 0
             && avg % 2 == 0
             && max % 2 == 0;
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "invalid chunker sizes min={min} avg={avg} max={max}"
-            ))
-        }
+        if ok { Ok(()) } else { Err(format!("invalid chunker sizes min={min} avg={avg} max={max}")) }
     }
 }
 
@@ -74,25 +58,22 @@ pub struct Chunker<R> {
 impl<R: Read> Chunker<R> {
     /// `params` must have passed [`ChunkerParams::validate`].
     pub fn new(source: R, params: ChunkerParams, seed: u64) -> Self {
-        let masks = select_masks(params.avg_size as usize, Normalization::Level1);
-        let (gear, gear_ls) = get_gear_with_seed(seed);
-        Self {
-            source,
-            params,
-            masks,
-            gear,
-            gear_ls,
-            // Twice max_size: a full chunk can always be cut without compacting.
-            buf: vec![0; 2 * params.max_size as usize],
-            start: 0,
-            end: 0,
-            eof: false,
-        }
+        Self::with_buffer(source, params, seed, Vec::new())
     }
 
-    /// Give back the source, e.g. to wait for the child process that fed it.
-    pub fn into_inner(self) -> R {
-        self.source
+    /// Like `new`, reusing `buf` (from [`Chunker::into_parts`]) so that backing
+    /// up many small files does not allocate a fresh 16 MiB buffer for each.
+    pub fn with_buffer(source: R, params: ChunkerParams, seed: u64, mut buf: Vec<u8>) -> Self {
+        // Twice max_size: a full chunk can always be cut without compacting.
+        buf.resize(2 * params.max_size as usize, 0);
+        let masks = select_masks(params.avg_size as usize, Normalization::Level1);
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        Self { source, params, masks, gear, gear_ls, buf, start: 0, end: 0, eof: false }
+    }
+
+    /// Give back the source (e.g. to wait for the child that fed it) and the buffer.
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        (self.source, self.buf)
     }
 
     fn fill(&mut self) -> io::Result<()> {
@@ -165,11 +146,7 @@ mod tests {
     }
 
     fn small() -> ChunkerParams {
-        ChunkerParams {
-            min_size: 2048,
-            avg_size: 8192,
-            max_size: 65536,
-        }
+        ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 65536 }
     }
 
     fn chunks(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
@@ -212,14 +189,6 @@ mod tests {
         let b: Vec<usize> = chunks(&data, 2).iter().map(Vec::len).collect();
         assert_ne!(a, b);
         assert!(ChunkerParams::default().validate().is_ok());
-        assert!(
-            ChunkerParams {
-                min_size: 10,
-                avg_size: 20,
-                max_size: 30
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(ChunkerParams { min_size: 10, avg_size: 20, max_size: 30 }.validate().is_err());
     }
 }

@@ -24,7 +24,7 @@ impl Codec {
 /// Level 0 disables compression. Incompressible chunks (already-compressed
 /// media, encrypted dumps) are stored raw so restore never pays to inflate them.
 pub fn compress(level: i32, data: &[u8]) -> Vec<u8> {
-    if level != 0 {
+    if level != 0 && !looks_incompressible(data) {
         let bound = zstd::zstd_safe::compress_bound(data.len());
         let mut out = Vec::with_capacity(bound + 1);
         out.push(Codec::Zstd as u8);
@@ -42,20 +42,31 @@ pub fn compress(level: i32, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Bytes sampled from a large chunk to decide whether compressing it is worth it.
+const SAMPLE: usize = 32 * 1024;
+
+/// Probe two samples at level 1 before paying for a full compression: media,
+/// archives and encrypted files do not shrink, and zstd at higher levels spends
+/// as much time failing on them as it spends succeeding on text.
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < 4 * SAMPLE {
+        return false;
+    }
+    let mid = data.len() / 2;
+    let shrinks = |s: &[u8]| zstd::bulk::compress(s, 1).map_or(true, |c| c.len() < s.len() * 97 / 100);
+    !shrinks(&data[..SAMPLE]) && !shrinks(&data[mid..mid + SAMPLE])
+}
+
 /// Decode a `codec byte || payload` produced by [`compress`]; `raw_len` is the
 /// expected plaintext length, which bounds the output buffer.
 pub fn decompress(encoded: &[u8], raw_len: usize) -> io::Result<Vec<u8>> {
-    let (&first, payload) = encoded
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty blob payload"))?;
+    let (&first, payload) =
+        encoded.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty blob payload"))?;
     let out = match Codec::from_byte(first) {
         Some(Codec::Raw) => payload.to_vec(),
         Some(Codec::Zstd) => zstd::bulk::decompress(payload, raw_len)?,
         None => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unknown blob codec {first}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown blob codec {first}")));
         }
     };
     if out.len() != raw_len {
@@ -71,28 +82,19 @@ pub fn decompress(encoded: &[u8], raw_len: usize) -> io::Result<Vec<u8>> {
 /// `limit` caps the output so a hostile object cannot exhaust memory.
 pub fn decompress_limited(encoded: &[u8], limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let (&first, payload) = encoded
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty payload"))?;
+    let (&first, payload) =
+        encoded.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "empty payload"))?;
     match Codec::from_byte(first) {
         Some(Codec::Raw) => Ok(payload.to_vec()),
         Some(Codec::Zstd) => {
             let mut out = Vec::new();
-            zstd::stream::read::Decoder::new(payload)?
-                .take(limit + 1)
-                .read_to_end(&mut out)?;
+            zstd::stream::read::Decoder::new(payload)?.take(limit + 1).read_to_end(&mut out)?;
             if out.len() as u64 > limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "object larger than limit",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "object larger than limit"));
             }
             Ok(out)
         }
-        None => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unknown codec {first}"),
-        )),
+        None => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown codec {first}"))),
     }
 }
 
@@ -118,6 +120,19 @@ mod tests {
         assert_eq!(decompress(&enc, data.len()).unwrap(), data);
         let enc = compress(1, b"");
         assert_eq!(decompress(&enc, 0).unwrap(), b"");
+    }
+
+    #[test]
+    fn large_random_chunks_skip_compression_but_mixed_ones_do_not() {
+        let mut random = vec![0u8; 1 << 20];
+        getrandom::fill(&mut random).unwrap();
+        assert!(looks_incompressible(&random));
+        assert_eq!(compress(3, &random)[0], Codec::Raw as u8);
+        let mut mixed = random.clone();
+        mixed[..SAMPLE].fill(b'a');
+        assert!(!looks_incompressible(&mixed));
+        let text = b"INSERT INTO t VALUES (1,'abc');\n".repeat(40_000);
+        assert!(!looks_incompressible(&text));
     }
 
     #[test]

@@ -61,13 +61,7 @@ impl SealKey {
         getrandom::fill(&mut nonce).map_err(|_| SealError::Random)?;
         let ct = self
             .cipher()
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
+            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
             .map_err(|_| SealError::Authentication)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -83,9 +77,7 @@ impl SealKey {
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         let mut n = [0u8; NONCE_LEN];
         n.copy_from_slice(nonce);
-        self.cipher()
-            .decrypt(&Nonce::from(n), Payload { msg: ct, aad })
-            .map_err(|_| SealError::Authentication)
+        self.cipher().decrypt(&Nonce::from(n), Payload { msg: ct, aad }).map_err(|_| SealError::Authentication)
     }
 }
 
@@ -103,10 +95,7 @@ mod tests {
         let mut bad = sealed.clone();
         bad[15] ^= 1;
         assert_eq!(key.open(b"blob", &bad), Err(SealError::Authentication));
-        assert_eq!(
-            SealKey::new([8; 32]).open(b"blob", &sealed),
-            Err(SealError::Authentication)
-        );
+        assert_eq!(SealKey::new([8; 32]).open(b"blob", &sealed), Err(SealError::Authentication));
         assert_eq!(key.open(b"blob", &sealed[..5]), Err(SealError::TooShort(5)));
     }
 

@@ -49,11 +49,7 @@ impl CheckReport {
 }
 
 /// Chunks each snapshot needs, including the file contents inside its trees.
-async fn snapshot_chunks(
-    repo: &Arc<Repository>,
-    index: &Arc<Index>,
-    snap: &Snapshot,
-) -> Result<HashSet<ChunkId>> {
+async fn snapshot_chunks(repo: &Arc<Repository>, index: &Arc<Index>, snap: &Snapshot) -> Result<HashSet<ChunkId>> {
     let mut set: HashSet<ChunkId> = snap.manifest.direct_chunks().copied().collect();
     for item in &snap.manifest.items {
         if let Item::Tree { meta_chunks, .. } = item {
@@ -70,45 +66,25 @@ pub async fn check(repo: &Arc<Repository>, read_data: ReadData) -> Result<CheckR
     let mut index = Index::default();
     for obj in repo.store().list("index/").await? {
         report.index_files += 1;
-        match repo
-            .get_meta(MetaKind::Index, &obj.name)
-            .await
-            .and_then(|p| super::index::decode(&obj.name, &p))
-        {
+        match repo.get_meta(MetaKind::Index, &obj.name).await.and_then(|p| super::index::decode(&obj.name, &p)) {
             Ok(packs) => packs.iter().for_each(|p| index.add_pack(p)),
-            Err(e) => report
-                .errors
-                .push(format!("index file {}: {}", obj.name, chain(&e))),
+            Err(e) => report.errors.push(format!("index file {}: {}", obj.name, chain(&e))),
         }
     }
     let index = Arc::new(index);
-    let stored: HashMap<String, u64> = repo
-        .store()
-        .list("data/")
-        .await?
-        .into_iter()
-        .map(|o| (o.name, o.size))
-        .collect();
+    let stored: HashMap<String, u64> =
+        repo.store().list("data/").await?.into_iter().map(|o| (o.name, o.size)).collect();
     let indexed: HashSet<PackId> = index.pack_ids().copied().collect();
     report.packs_indexed = indexed.len();
     let indexed_names: HashSet<String> = indexed.iter().map(PackId::object_name).collect();
-    report.unindexed_packs = stored
-        .keys()
-        .filter(|n| !indexed_names.contains(*n))
-        .count();
+    report.unindexed_packs = stored.keys().filter(|n| !indexed_names.contains(*n)).count();
 
     // Which snapshots need which chunks, to name the snapshots a damaged pack affects.
     let mut needs: Vec<(SnapshotId, HashSet<ChunkId>)> = Vec::new();
     let listed = repo.store().list("snapshots/").await?;
     for obj in &listed {
-        let Some(id) = obj
-            .name
-            .strip_prefix("snapshots/")
-            .and_then(SnapshotId::from_hex)
-        else {
-            report
-                .errors
-                .push(format!("unexpected object {}", obj.name));
+        let Some(id) = obj.name.strip_prefix("snapshots/").and_then(SnapshotId::from_hex) else {
+            report.errors.push(format!("unexpected object {}", obj.name));
             continue;
         };
         report.snapshots += 1;
@@ -120,16 +96,11 @@ pub async fn check(repo: &Arc<Repository>, read_data: ReadData) -> Result<CheckR
             Ok(set) => {
                 let missing = set.iter().filter(|c| !index.contains(c)).count();
                 if missing > 0 {
-                    report.errors.push(format!(
-                        "snapshot {}: {missing} chunks are not in the index",
-                        id.short()
-                    ));
+                    report.errors.push(format!("snapshot {}: {missing} chunks are not in the index", id.short()));
                 }
                 needs.push((id, set));
             }
-            Err(e) => report
-                .errors
-                .push(format!("snapshot {}: {}", id.short(), chain(&e))),
+            Err(e) => report.errors.push(format!("snapshot {}: {}", id.short(), chain(&e))),
         }
     }
 
@@ -151,32 +122,17 @@ pub async fn check(repo: &Arc<Repository>, read_data: ReadData) -> Result<CheckR
     }
     for (pack, reason) in damaged {
         let in_pack: HashSet<ChunkId> = index.chunks_in_pack(&pack).into_iter().collect();
-        let mut snapshots: Vec<SnapshotId> = needs
-            .iter()
-            .filter(|(_, set)| !set.is_disjoint(&in_pack))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut snapshots: Vec<SnapshotId> =
+            needs.iter().filter(|(_, set)| !set.is_disjoint(&in_pack)).map(|(id, _)| *id).collect();
         snapshots.sort();
-        report.damaged_packs.push(DamagedPack {
-            pack,
-            reason,
-            snapshots,
-        });
+        report.damaged_packs.push(DamagedPack { pack, reason, snapshots });
     }
     report.damaged_packs.sort_by_key(|d| d.pack);
     Ok(report)
 }
 
-fn select_packs(
-    indexed: &HashSet<PackId>,
-    stored: &HashMap<String, u64>,
-    read_data: ReadData,
-) -> Vec<PackId> {
-    let mut present: Vec<PackId> = indexed
-        .iter()
-        .filter(|p| stored.contains_key(&p.object_name()))
-        .copied()
-        .collect();
+fn select_packs(indexed: &HashSet<PackId>, stored: &HashMap<String, u64>, read_data: ReadData) -> Vec<PackId> {
+    let mut present: Vec<PackId> = indexed.iter().filter(|p| stored.contains_key(&p.object_name())).copied().collect();
     present.sort();
     match read_data {
         ReadData::None => Vec::new(),
@@ -195,24 +151,12 @@ fn select_packs(
 
 /// Read a whole pack: its id must match its bytes, its header must decrypt and
 /// agree with the index, and every blob must decrypt and match its chunk id.
-async fn verify_pack(
-    repo: &Arc<Repository>,
-    index: &Arc<Index>,
-    pack: &PackId,
-) -> std::result::Result<u64, String> {
-    let bytes = repo
-        .store()
-        .get(&pack.object_name())
-        .await
-        .map_err(|e| chain(&e))?;
+async fn verify_pack(repo: &Arc<Repository>, index: &Arc<Index>, pack: &PackId) -> std::result::Result<u64, String> {
+    let bytes = repo.store().get(&pack.object_name()).await.map_err(|e| chain(&e))?;
     let (repo, index, pack) = (repo.clone(), index.clone(), *pack);
     tokio::task::spawn_blocking(move || {
-        let (key, entries) =
-            read_header(&repo.keys().data, &pack, &bytes).map_err(|e| e.to_string())?;
-        if index
-            .pack_salt(&pack)
-            .is_some_and(|s| bytes.get(..32) != Some(&s[..]))
-        {
+        let (key, entries) = read_header(&repo.keys().data, &pack, &bytes).map_err(|e| e.to_string())?;
+        if index.pack_salt(&pack).is_some_and(|s| bytes.get(..32) != Some(&s[..])) {
             return Err("salt differs from the index".to_string());
         }
         let mut bad = Vec::new();
@@ -232,11 +176,7 @@ async fn verify_pack(
                 }
             }
         }
-        if bad.is_empty() {
-            Ok(entries.len() as u64)
-        } else {
-            Err(bad.join("; "))
-        }
+        if bad.is_empty() { Ok(entries.len() as u64) } else { Err(bad.join("; ")) }
     })
     .await
     .map_err(|e| e.to_string())?

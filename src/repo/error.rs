@@ -11,13 +11,9 @@ pub enum RepoError {
     AlreadyExists { location: String },
     #[error("wrong password: no key slot of the repository at {location} opens with it")]
     WrongPassword { location: String },
-    #[error(
-        "repository is locked by {holder} (lock {lock}); if that run crashed, the lock expires when stale"
-    )]
+    #[error("repository is locked by {holder} (lock {lock}); if that run crashed, the lock expires when stale")]
     Locked { holder: String, lock: String },
-    #[error(
-        "repository format version {found} is not supported by this drtool (supports {supported})"
-    )]
+    #[error("repository format version {found} is not supported by this drtool (supports {supported})")]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("snapshot {0} not found")]
     SnapshotNotFound(String),
@@ -33,9 +29,7 @@ pub enum RepoError {
     KeyNotFound(String),
     #[error("refusing to remove the last key slot (the repository would become unreadable)")]
     LastKey,
-    #[error(
-        "refusing to remove the key slot in use; open the repository with another password to remove it"
-    )]
+    #[error("refusing to remove the key slot in use; open the repository with another password to remove it")]
     CurrentKey,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -51,17 +45,11 @@ pub enum RepoError {
 
 impl RepoError {
     pub fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        RepoError::Corrupt {
-            object: object.into(),
-            reason: reason.to_string(),
-        }
+        RepoError::Corrupt { object: object.into(), reason: reason.to_string() }
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        RepoError::Io {
-            context: context.into(),
-            source,
-        }
+        RepoError::Io { context: context.into(), source }
     }
 
     pub fn seal(object: impl Into<String>, e: SealError) -> Self {

@@ -47,8 +47,7 @@ macro_rules! object_id {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                Self::from_hex(&s)
-                    .ok_or_else(|| serde::de::Error::custom(concat!("invalid ", $what, " id")))
+                Self::from_hex(&s).ok_or_else(|| serde::de::Error::custom(concat!("invalid ", $what, " id")))
             }
         }
     };

@@ -42,10 +42,7 @@ impl Index {
         });
         for b in &p.blobs {
             // First writer wins: duplicates (from concurrent backups) are equivalent.
-            self.chunks.entry(b.id).or_insert(Location {
-                pack: pos,
-                entry: *b,
-            });
+            self.chunks.entry(b.id).or_insert(Location { pack: pos, entry: *b });
         }
     }
 
@@ -76,11 +73,7 @@ impl Index {
         let Some(&pos) = self.pack_pos.get(pack) else {
             return Vec::new();
         };
-        self.chunks
-            .iter()
-            .filter(|(_, l)| l.pack == pos)
-            .map(|(id, _)| *id)
-            .collect()
+        self.chunks.iter().filter(|(_, l)| l.pack == pos).map(|(id, _)| *id).collect()
     }
 }
 
@@ -118,9 +111,7 @@ pub fn decode(object: &str, data: &[u8]) -> Result<Vec<IndexedPack>> {
         let salt: [u8; SALT_LEN] = rest[32..64].try_into().map_err(|_| bad("salt"))?;
         let n = u32::from_le_bytes([rest[64], rest[65], rest[66], rest[67]]) as usize;
         rest = &rest[68..];
-        let need = n
-            .checked_mul(BLOB_ENTRY_LEN)
-            .ok_or_else(|| bad("blob count"))?;
+        let need = n.checked_mul(BLOB_ENTRY_LEN).ok_or_else(|| bad("blob count"))?;
         if rest.len() < need {
             return Err(bad("truncated blob records"));
         }
@@ -144,17 +135,8 @@ mod tests {
 
     #[test]
     fn encode_decode_and_lookup() {
-        let blob = BlobEntry {
-            id: ChunkId([5; 32]),
-            offset: 32,
-            length: 100,
-            raw_len: 70,
-        };
-        let p = IndexedPack {
-            id: PackId([1; 32]),
-            salt: [2; 32],
-            blobs: vec![blob],
-        };
+        let blob = BlobEntry { id: ChunkId([5; 32]), offset: 32, length: 100, raw_len: 70 };
+        let p = IndexedPack { id: PackId([1; 32]), salt: [2; 32], blobs: vec![blob] };
         let bytes = encode(std::slice::from_ref(&p));
         let back = decode("index/x", &bytes).unwrap();
         assert_eq!(back, vec![p.clone()]);

@@ -19,25 +19,17 @@ async fn load_slots(store: &DynStore) -> Result<Vec<(String, KeySlot)>> {
     for obj in store.list("keys/").await? {
         let id = obj.name.trim_start_matches("keys/").to_string();
         let raw = store.get(&obj.name).await?;
-        let slot: KeySlot =
-            serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(obj.name.clone(), e))?;
+        let slot: KeySlot = serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(obj.name.clone(), e))?;
         out.push((id, slot));
     }
     Ok(out)
 }
 
 /// Try every slot; Argon2 runs once per slot, so keep the slot count small.
-pub(super) async fn unlock(
-    store: &DynStore,
-    repo_id: &str,
-    password: &[u8],
-) -> Result<(MasterKey, String)> {
+pub(super) async fn unlock(store: &DynStore, repo_id: &str, password: &[u8]) -> Result<(MasterKey, String)> {
     let slots = load_slots(store).await?;
     if slots.is_empty() {
-        return Err(RepoError::corrupt(
-            "keys/",
-            "the repository has no key slots",
-        ));
+        return Err(RepoError::corrupt("keys/", "the repository has no key slots"));
     }
     let repo_id = repo_id.to_string();
     let password = zeroize::Zeroizing::new(password.to_vec());
@@ -52,9 +44,7 @@ pub(super) async fn unlock(
     })
     .await
     .map_err(|e| RepoError::Pipeline(e.to_string()))??;
-    found.ok_or_else(|| RepoError::WrongPassword {
-        location: store.location(),
-    })
+    found.ok_or_else(|| RepoError::WrongPassword { location: store.location() })
 }
 
 impl Repository {
@@ -62,11 +52,7 @@ impl Repository {
         let mut v: Vec<SlotInfo> = load_slots(&self.store)
             .await?
             .into_iter()
-            .map(|(id, s)| SlotInfo {
-                current: id == self.slot,
-                id,
-                created: s.created,
-            })
+            .map(|(id, s)| SlotInfo { current: id == self.slot, id, created: s.created })
             .collect();
         v.sort_by_key(|s| s.created);
         Ok(v)
@@ -78,33 +64,22 @@ impl Repository {
         let id = random_hex(16)?;
         let repo_id = self.id.clone();
         let pw = zeroize::Zeroizing::new(password.to_vec());
-        let slot = tokio::task::spawn_blocking(move || {
-            KeySlot::create(&master, &pw, &repo_id, DEFAULT_KDF)
-        })
-        .await
-        .map_err(|e| RepoError::Pipeline(e.to_string()))??;
-        self.store
-            .put(&format!("keys/{id}"), json_bytes(&slot)?)
-            .await?;
+        let slot = tokio::task::spawn_blocking(move || KeySlot::create(&master, &pw, &repo_id, DEFAULT_KDF))
+            .await
+            .map_err(|e| RepoError::Pipeline(e.to_string()))??;
+        self.store.put(&format!("keys/{id}"), json_bytes(&slot)?).await?;
         Ok(id)
     }
 
     /// Remove a slot by id (or unique prefix). The slot in use cannot be removed.
     pub async fn remove_key(&self, id_prefix: &str) -> Result<String> {
         let slots = load_slots(&self.store).await?;
-        let found: Vec<&String> = slots
-            .iter()
-            .map(|(id, _)| id)
-            .filter(|id| id.starts_with(id_prefix))
-            .collect();
+        let found: Vec<&String> = slots.iter().map(|(id, _)| id).filter(|id| id.starts_with(id_prefix)).collect();
         let id = match found.as_slice() {
             [one] => (*one).clone(),
             [] => return Err(RepoError::KeyNotFound(id_prefix.to_string())),
             _ => {
-                return Err(RepoError::Invalid {
-                    what: "key id".into(),
-                    reason: format!("{id_prefix} is ambiguous"),
-                });
+                return Err(RepoError::Invalid { what: "key id".into(), reason: format!("{id_prefix} is ambiguous") });
             }
         };
         if slots.len() == 1 {

@@ -11,11 +11,7 @@ use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Argon2id cost for new slots: 64 MiB, 3 passes, 1 lane (OWASP-level; ~0.2 s here).
-pub const DEFAULT_KDF: KdfParams = KdfParams {
-    m_cost_kib: 64 * 1024,
-    t_cost: 3,
-    p_cost: 1,
-};
+pub const DEFAULT_KDF: KdfParams = KdfParams { m_cost_kib: 64 * 1024, t_cost: 3, p_cost: 1 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KdfParams {
@@ -59,9 +55,7 @@ impl MasterKey {
 
     pub fn derive_keys(&self) -> RepoKeys {
         let mut seed = self.derive("drtool v1 chunker seed");
-        let chunker_seed = u64::from_le_bytes([
-            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
-        ]);
+        let chunker_seed = u64::from_le_bytes([seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7]]);
         seed.zeroize();
         RepoKeys {
             id: IdKey::new(self.derive("drtool v1 chunk id")),
@@ -91,33 +85,21 @@ fn slot_aad(repo_id: &str) -> Vec<u8> {
 }
 
 fn kek(password: &[u8], salt: &[u8], p: KdfParams) -> Result<SealKey> {
-    let invalid = |e: argon2::Error| RepoError::Invalid {
-        what: "key derivation parameters".into(),
-        reason: e.to_string(),
-    };
-    let params =
-        argon2::Params::new(p.m_cost_kib, p.t_cost, p.p_cost, Some(32)).map_err(invalid)?;
+    let invalid =
+        |e: argon2::Error| RepoError::Invalid { what: "key derivation parameters".into(), reason: e.to_string() };
+    let params = argon2::Params::new(p.m_cost_kib, p.t_cost, p.p_cost, Some(32)).map_err(invalid)?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(password, salt, out.as_mut())
-        .map_err(invalid)?;
+    argon.hash_password_into(password, salt, out.as_mut()).map_err(invalid)?;
     Ok(SealKey::new(*out))
 }
 
 impl KeySlot {
-    pub fn create(
-        master: &MasterKey,
-        password: &[u8],
-        repo_id: &str,
-        params: KdfParams,
-    ) -> Result<Self> {
+    pub fn create(master: &MasterKey, password: &[u8], repo_id: &str, params: KdfParams) -> Result<Self> {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| RepoError::Pipeline(format!("random: {e}")))?;
         let key = kek(password, &salt, params)?;
-        let wrapped = key
-            .seal(&slot_aad(repo_id), &master.0)
-            .map_err(|e| RepoError::seal("key slot", e))?;
+        let wrapped = key.seal(&slot_aad(repo_id), &master.0).map_err(|e| RepoError::seal("key slot", e))?;
         Ok(KeySlot {
             version: 1,
             kdf: "argon2id".into(),
@@ -140,10 +122,7 @@ impl KeySlot {
         match key.open(&slot_aad(repo_id), &wrapped) {
             Ok(plain) => {
                 let plain = Zeroizing::new(plain);
-                let bytes: [u8; 32] = plain
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| bad("wrapped key has wrong length"))?;
+                let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| bad("wrapped key has wrong length"))?;
                 Ok(Some(MasterKey(bytes)))
             }
             Err(_) => Ok(None),
@@ -155,11 +134,7 @@ impl KeySlot {
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams {
-        m_cost_kib: 64,
-        t_cost: 1,
-        p_cost: 1,
-    };
+    const FAST: KdfParams = KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
 
     #[test]
     fn slot_opens_only_with_its_password_and_repo() {

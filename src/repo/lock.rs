@@ -104,21 +104,12 @@ fn conflict(locks: &[(String, LockInfo)], me: Option<&str>, exclusive: bool) -> 
     let now = Utc::now();
     locks
         .iter()
-        .filter(|(name, l)| {
-            Some(name.as_str()) != me && !l.is_stale(now) && (exclusive || l.exclusive)
-        })
-        .map(|(name, l)| RepoError::Locked {
-            holder: l.describe(),
-            lock: name.clone(),
-        })
+        .filter(|(name, l)| Some(name.as_str()) != me && !l.is_stale(now) && (exclusive || l.exclusive))
+        .map(|(name, l)| RepoError::Locked { holder: l.describe(), lock: name.clone() })
         .next()
 }
 
-pub async fn acquire(
-    repo: &Arc<Repository>,
-    exclusive: bool,
-    operation: &str,
-) -> Result<LockGuard> {
+pub async fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Result<LockGuard> {
     if let Some(e) = conflict(&list_locks(repo).await?, None, exclusive) {
         return Err(e);
     }
@@ -132,12 +123,7 @@ pub async fn acquire(
         operation: operation.into(),
     };
     let name = format!("locks/{}", random_hex(16)?);
-    repo.store()
-        .put(
-            &name,
-            seal_meta(repo.keys(), MetaKind::Lock, &json_bytes(&info)?)?,
-        )
-        .await?;
+    repo.store().put(&name, seal_meta(repo.keys(), MetaKind::Lock, &json_bytes(&info)?)?).await?;
     // Two runs may have checked at the same instant: look again now that our
     // lock is visible, and back off if we collide.
     if let Some(e) = conflict(&list_locks(repo).await?, Some(&name), exclusive) {
@@ -145,19 +131,14 @@ pub async fn acquire(
         return Err(e);
     }
     let refresher = tokio::spawn(refresh_loop(repo.clone(), name.clone(), info));
-    Ok(LockGuard {
-        repo: repo.clone(),
-        name,
-        refresher,
-    })
+    Ok(LockGuard { repo: repo.clone(), name, refresher })
 }
 
 async fn refresh_loop(repo: Arc<Repository>, name: String, mut info: LockInfo) {
     loop {
         tokio::time::sleep(REFRESH).await;
         info.refreshed = Utc::now();
-        let Ok(bytes) = json_bytes(&info).and_then(|j| seal_meta(repo.keys(), MetaKind::Lock, &j))
-        else {
+        let Ok(bytes) = json_bytes(&info).and_then(|j| seal_meta(repo.keys(), MetaKind::Lock, &j)) else {
             continue;
         };
         if let Err(e) = repo.store().put(&name, bytes).await {

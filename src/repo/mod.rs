@@ -54,10 +54,7 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        Self {
-            chunker: ChunkerParams::default(),
-            kdf: keys::DEFAULT_KDF,
-        }
+        Self { chunker: ChunkerParams::default(), kdf: keys::DEFAULT_KDF }
     }
 }
 
@@ -104,17 +101,10 @@ impl Repository {
     /// Create a repository. Key slot first, `config` last: a store with a
     /// `config` is a repository, so a crash mid-init leaves no half-made one.
     pub async fn init(store: DynStore, password: &[u8], opts: InitOptions) -> Result<Self> {
-        opts.chunker
-            .validate()
-            .map_err(|reason| RepoError::Invalid {
-                what: "chunker".into(),
-                reason,
-            })?;
+        opts.chunker.validate().map_err(|reason| RepoError::Invalid { what: "chunker".into(), reason })?;
         match store.size("config").await {
             Ok(_) => {
-                return Err(RepoError::AlreadyExists {
-                    location: store.location(),
-                });
+                return Err(RepoError::AlreadyExists { location: store.location() });
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -122,29 +112,14 @@ impl Repository {
         let id = random_hex(16)?;
         let master = MasterKey::generate()?;
         let keys = master.derive_keys();
-        let settings = Settings {
-            chunker: opts.chunker,
-        };
+        let settings = Settings { chunker: opts.chunker };
         let slot_id = random_hex(16)?;
         let slot = KeySlot::create(&master, password, &id, opts.kdf)?;
-        store
-            .put(&format!("keys/{slot_id}"), json_bytes(&slot)?)
-            .await?;
+        store.put(&format!("keys/{slot_id}"), json_bytes(&slot)?).await?;
         let sealed = seal_meta(&keys, MetaKind::Config, &json_bytes(&settings)?)?;
-        let config = ConfigFile {
-            version: FORMAT_VERSION,
-            id: id.clone(),
-            settings: hex::encode(sealed),
-        };
+        let config = ConfigFile { version: FORMAT_VERSION, id: id.clone(), settings: hex::encode(sealed) };
         store.put("config", json_bytes(&config)?).await?;
-        Ok(Self {
-            store,
-            id,
-            keys,
-            settings,
-            master,
-            slot: slot_id,
-        })
+        Ok(Self { store, id, keys, settings, master, slot: slot_id })
     }
 
     pub async fn open(store: DynStore, password: &[u8]) -> Result<Self> {
@@ -154,33 +129,18 @@ impl Repository {
             Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location }),
             Err(e) => return Err(e.into()),
         };
-        let config: ConfigFile = serde_json::from_slice(&raw)
-            .map_err(|e| RepoError::corrupt("config", format!("not valid JSON: {e}")))?;
+        let config: ConfigFile =
+            serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt("config", format!("not valid JSON: {e}")))?;
         if config.version != FORMAT_VERSION {
-            return Err(RepoError::UnsupportedVersion {
-                found: config.version,
-                supported: FORMAT_VERSION,
-            });
+            return Err(RepoError::UnsupportedVersion { found: config.version, supported: FORMAT_VERSION });
         }
         let (master, slot) = keyring::unlock(&store, &config.id, password).await?;
         let keys = master.derive_keys();
-        let sealed = hex::decode(&config.settings)
-            .map_err(|_| RepoError::corrupt("config", "settings not hex"))?;
-        let settings: Settings =
-            serde_json::from_slice(&open_meta(&keys, MetaKind::Config, "config", &sealed)?)
-                .map_err(|e| RepoError::corrupt("config", e))?;
-        settings
-            .chunker
-            .validate()
-            .map_err(|r| RepoError::corrupt("config", r))?;
-        Ok(Self {
-            store,
-            id: config.id,
-            keys,
-            settings,
-            master,
-            slot,
-        })
+        let sealed = hex::decode(&config.settings).map_err(|_| RepoError::corrupt("config", "settings not hex"))?;
+        let settings: Settings = serde_json::from_slice(&open_meta(&keys, MetaKind::Config, "config", &sealed)?)
+            .map_err(|e| RepoError::corrupt("config", e))?;
+        settings.chunker.validate().map_err(|r| RepoError::corrupt("config", r))?;
+        Ok(Self { store, id: config.id, keys, settings, master, slot })
     }
 
     pub fn store(&self) -> &DynStore {
@@ -203,9 +163,7 @@ impl Repository {
     pub async fn put_meta(&self, kind: MetaKind, dir: &str, plaintext: &[u8]) -> Result<[u8; 32]> {
         let sealed = seal_meta(&self.keys, kind, plaintext)?;
         let id = *blake3::hash(&sealed).as_bytes();
-        self.store
-            .put(&format!("{dir}/{}", hex::encode(id)), sealed)
-            .await?;
+        self.store.put(&format!("{dir}/{}", hex::encode(id)), sealed).await?;
         Ok(id)
     }
 
@@ -215,25 +173,14 @@ impl Repository {
     }
 
     pub async fn write_index(&self, packs: &[IndexedPack]) -> Result<IndexId> {
-        Ok(IndexId(
-            self.put_meta(MetaKind::Index, "index", &index::encode(packs))
-                .await?,
-        ))
+        Ok(IndexId(self.put_meta(MetaKind::Index, "index", &index::encode(packs)).await?))
     }
 
     /// Load every index file. A damaged index file is an error here; `check` reports it.
     pub async fn load_index(&self) -> Result<Index> {
-        let names: Vec<String> = self
-            .store
-            .list("index/")
-            .await?
-            .into_iter()
-            .map(|o| o.name)
-            .collect();
+        let names: Vec<String> = self.store.list("index/").await?.into_iter().map(|o| o.name).collect();
         let mut files = stream::iter(names)
-            .map(|name| async move {
-                index::decode(&name, &self.get_meta(MetaKind::Index, &name).await?)
-            })
+            .map(|name| async move { index::decode(&name, &self.get_meta(MetaKind::Index, &name).await?) })
             .buffer_unordered(PARALLEL_READS);
         let mut idx = Index::default();
         while let Some(r) = files.next().await {
@@ -251,20 +198,14 @@ impl Repository {
     }
 
     pub async fn save_snapshot(&self, manifest: &SnapshotManifest) -> Result<SnapshotId> {
-        Ok(SnapshotId(
-            self.put_meta(MetaKind::Snapshot, "snapshots", &json_bytes(manifest)?)
-                .await?,
-        ))
+        Ok(SnapshotId(self.put_meta(MetaKind::Snapshot, "snapshots", &json_bytes(manifest)?).await?))
     }
 
     pub async fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         let name = id.object_name();
         let sealed = self.store.get(&name).await?;
         if SnapshotId::of_bytes(&sealed) != id {
-            return Err(RepoError::corrupt(
-                name,
-                "stored bytes do not match the snapshot id",
-            ));
+            return Err(RepoError::corrupt(name, "stored bytes do not match the snapshot id"));
         }
         let plain = open_meta(&self.keys, MetaKind::Snapshot, &name, &sealed)?;
         let manifest = serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(name, e))?;
@@ -278,20 +219,14 @@ impl Repository {
             .list("snapshots/")
             .await?
             .iter()
-            .filter_map(|o| {
-                o.name
-                    .strip_prefix("snapshots/")
-                    .and_then(SnapshotId::from_hex)
-            })
+            .filter_map(|o| o.name.strip_prefix("snapshots/").and_then(SnapshotId::from_hex))
             .collect())
     }
 
     /// Load snapshots; damaged ones are skipped with a warning (`check` reports them),
     /// so one bad manifest never hides the others.
     async fn load_snapshots(&self, ids: Vec<SnapshotId>) -> Result<Vec<Snapshot>> {
-        let mut loads = stream::iter(ids)
-            .map(|id| self.load_snapshot(id))
-            .buffer_unordered(PARALLEL_READS);
+        let mut loads = stream::iter(ids).map(|id| self.load_snapshot(id)).buffer_unordered(PARALLEL_READS);
         let mut out = Vec::new();
         while let Some(r) = loads.next().await {
             match r {
@@ -317,28 +252,16 @@ impl Repository {
         let matches_name = |s: &&Snapshot| name.is_none_or(|n| s.manifest.name == n);
         if spec == "latest" {
             let all = self.list_snapshots().await?;
-            let what = name.map_or_else(
-                || "latest".to_string(),
-                |n| format!("latest with name {n:?}"),
-            );
-            return all
-                .iter()
-                .rev()
-                .find(matches_name)
-                .cloned()
-                .ok_or(RepoError::SnapshotNotFound(what));
+            let what = name.map_or_else(|| "latest".to_string(), |n| format!("latest with name {n:?}"));
+            return all.iter().rev().find(matches_name).cloned().ok_or(RepoError::SnapshotNotFound(what));
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.is_empty() || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(RepoError::SnapshotNotFound(spec.to_string()));
         }
         // Read only the snapshots whose id matches, so a damaged other one does not matter.
-        let ids: Vec<SnapshotId> = self
-            .snapshot_ids()
-            .await?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec_l))
-            .collect();
+        let ids: Vec<SnapshotId> =
+            self.snapshot_ids().await?.into_iter().filter(|id| id.to_hex().starts_with(&spec_l)).collect();
         // The one snapshot asked for is reported damaged, not "not found".
         let candidates = if let [one] = ids.as_slice() {
             vec![self.load_snapshot(*one).await?]
@@ -359,15 +282,10 @@ fn json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 }
 
 fn seal_meta(keys: &RepoKeys, kind: MetaKind, plaintext: &[u8]) -> Result<Vec<u8>> {
-    keys.meta
-        .seal(kind.aad(), &compress(3, plaintext))
-        .map_err(|e| RepoError::seal(format!("{kind:?}"), e))
+    keys.meta.seal(kind.aad(), &compress(3, plaintext)).map_err(|e| RepoError::seal(format!("{kind:?}"), e))
 }
 
 fn open_meta(keys: &RepoKeys, kind: MetaKind, name: &str, sealed: &[u8]) -> Result<Vec<u8>> {
-    let encoded = keys
-        .meta
-        .open(kind.aad(), sealed)
-        .map_err(|e| RepoError::seal(name, e))?;
+    let encoded = keys.meta.open(kind.aad(), sealed).map_err(|e| RepoError::seal(name, e))?;
     decompress_limited(&encoded, META_LIMIT).map_err(|e| RepoError::corrupt(name, e))
 }

@@ -48,20 +48,12 @@ impl PackBuilder {
         getrandom::fill(&mut salt).map_err(|e| RepoError::Pipeline(format!("random: {e}")))?;
         let mut bytes = Vec::with_capacity(capacity);
         bytes.extend_from_slice(&salt);
-        Ok(Self {
-            key: data_key.derive(&salt),
-            salt,
-            bytes,
-            entries: Vec::new(),
-        })
+        Ok(Self { key: data_key.derive(&salt), salt, bytes, entries: Vec::new() })
     }
 
     /// Seal an encoded blob (codec byte || payload) and append it.
     pub fn add(&mut self, id: ChunkId, encoded: &[u8], raw_len: usize) -> Result<()> {
-        let sealed = self
-            .key
-            .seal(BLOB_AAD, encoded)
-            .map_err(|e| RepoError::seal("blob", e))?;
+        let sealed = self.key.seal(BLOB_AAD, encoded).map_err(|e| RepoError::seal("blob", e))?;
         self.entries.push(BlobEntry {
             id,
             offset: self.bytes.len() as u64,
@@ -88,13 +80,9 @@ impl PackBuilder {
         for e in &self.entries {
             write_entry(&mut header, e);
         }
-        let sealed = self
-            .key
-            .seal(HEADER_AAD, &header)
-            .map_err(|e| RepoError::seal("pack header", e))?;
+        let sealed = self.key.seal(HEADER_AAD, &header).map_err(|e| RepoError::seal("pack header", e))?;
         self.bytes.extend_from_slice(&sealed);
-        self.bytes
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         Ok(FinishedPack {
             id: PackId::of_bytes(&self.bytes),
             salt: self.salt,
@@ -113,39 +101,26 @@ pub fn open_blob(
     pack: &PackId,
 ) -> Result<Vec<u8>> {
     let object = || format!("pack {pack} blob {}", entry.id.to_hex());
-    let encoded = pack_key
-        .open(BLOB_AAD, sealed)
-        .map_err(|e| RepoError::seal(object(), e))?;
-    let data = crate::pipeline::decompress(&encoded, entry.raw_len as usize)
-        .map_err(|e| RepoError::corrupt(object(), e))?;
+    let encoded = pack_key.open(BLOB_AAD, sealed).map_err(|e| RepoError::seal(object(), e))?;
+    let data =
+        crate::pipeline::decompress(&encoded, entry.raw_len as usize).map_err(|e| RepoError::corrupt(object(), e))?;
     if id_key.id_of(&data) != entry.id {
-        return Err(RepoError::corrupt(
-            object(),
-            "content does not match its chunk id",
-        ));
+        return Err(RepoError::corrupt(object(), "content does not match its chunk id"));
     }
     Ok(data)
 }
 
 /// Parse a whole stored pack: verify its id, then decrypt its header.
-pub fn read_header(
-    data_key: &SealKey,
-    id: &PackId,
-    bytes: &[u8],
-) -> Result<(SealKey, Vec<BlobEntry>)> {
+pub fn read_header(data_key: &SealKey, id: &PackId, bytes: &[u8]) -> Result<(SealKey, Vec<BlobEntry>)> {
     let object = format!("pack {id}");
     if PackId::of_bytes(bytes) != *id {
-        return Err(RepoError::corrupt(
-            object,
-            "stored bytes do not match the pack id",
-        ));
+        return Err(RepoError::corrupt(object, "stored bytes do not match the pack id"));
     }
     if bytes.len() < SALT_LEN + 4 {
         return Err(RepoError::corrupt(object, "too short"));
     }
     let (body, len_bytes) = bytes.split_at(bytes.len() - 4);
-    let hlen =
-        u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+    let hlen = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
     if hlen > body.len() - SALT_LEN {
         return Err(RepoError::corrupt(object, "header length out of range"));
     }
@@ -153,8 +128,7 @@ pub fn read_header(
     let header = key
         .open(HEADER_AAD, &body[body.len() - hlen..])
         .map_err(|e| RepoError::corrupt(object.clone(), format!("header: {e}")))?;
-    let entries =
-        parse_header(&header).ok_or_else(|| RepoError::corrupt(object, "malformed header"))?;
+    let entries = parse_header(&header).ok_or_else(|| RepoError::corrupt(object, "malformed header"))?;
     Ok((key, entries))
 }
 

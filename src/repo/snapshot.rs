@@ -15,11 +15,7 @@ pub const MANIFEST_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Item {
     /// A byte stream (stdin, a command's stdout, a database dump).
-    Stream {
-        name: String,
-        size: u64,
-        chunks: Vec<ChunkId>,
-    },
+    Stream { name: String, size: u64, chunks: Vec<ChunkId> },
     /// A file tree; its node list is itself stored as a chunked stream of JSON lines.
     Tree {
         /// The path that was backed up, as given on the command line (absolute).
@@ -60,6 +56,9 @@ pub struct BackupSummary {
     pub chunks_new: u64,
     pub packs: u64,
     pub duration_ms: u64,
+    /// File bytes taken from the parent snapshot without reading (unchanged files).
+    #[serde(default)]
+    pub bytes_unchanged: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,6 +79,9 @@ pub struct SnapshotManifest {
     #[serde(default)]
     pub fingerprints: serde_json::Value,
     pub drtool_version: String,
+    /// The snapshot whose file metadata let unchanged files be skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<SnapshotId>,
 }
 
 impl SnapshotManifest {
@@ -99,16 +101,8 @@ impl SnapshotManifest {
 /// Stream names become file names on `restore --target`, so they must be one
 /// plain path component.
 pub fn validate_stream_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.contains('/')
-        || name.contains('\0')
-        || name.len() > 255
-    {
-        return Err(format!(
-            "invalid stream name {name:?}: use a non-empty name without '/' of at most 255 bytes"
-        ));
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') || name.len() > 255 {
+        return Err(format!("invalid stream name {name:?}: use a non-empty name without '/' of at most 255 bytes"));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 
 /// A path or name as raw bytes; JSON shows it as a string when it is UTF-8
 /// and as `{"hex": ...}` otherwise, so no file name is ever mangled.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct RawPath(pub Vec<u8>);
 
 impl RawPath {
@@ -30,9 +30,7 @@ impl Serialize for RawPath {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(t) => RawPathRepr::Text(t.to_string()),
-            Err(_) => RawPathRepr::Hex {
-                hex: hex::encode(&self.0),
-            },
+            Err(_) => RawPathRepr::Hex { hex: hex::encode(&self.0) },
         }
         .serialize(s)
     }
@@ -42,23 +40,22 @@ impl<'de> Deserialize<'de> for RawPath {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match RawPathRepr::deserialize(d)? {
             RawPathRepr::Text(t) => Ok(RawPath(t.into_bytes())),
-            RawPathRepr::Hex { hex } => hex::decode(hex)
-                .map(RawPath)
-                .map_err(serde::de::Error::custom),
+            RawPathRepr::Hex { hex } => hex::decode(hex).map(RawPath).map_err(serde::de::Error::custom),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
+    #[default]
     File,
     Dir,
     Symlink,
 }
 
 /// One entry of a tree. `path` is relative to the restore target and uses `/`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Node {
     pub path: RawPath,
     pub kind: NodeKind,
@@ -72,9 +69,32 @@ pub struct Node {
     pub chunks: Vec<ChunkId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RawPath>,
+    /// Inode number and status-change time of files at backup time: with size
+    /// and mtime they decide whether the next backup may reuse the chunk list
+    /// instead of reading the file again. ctime cannot be set by `touch`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ino: u64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub ctime_ns: i64,
+}
+
+impl Node {
+    /// Same file, unchanged since `self` was recorded (as far as metadata can tell).
+    pub fn unchanged_as(&self, size: u64, mtime_ns: i64, ctime_ns: i64, ino: u64) -> bool {
+        self.kind == NodeKind::File
+            && self.ino != 0
+            && self.ino == ino
+            && self.size == size
+            && self.mtime_ns == mtime_ns
+            && self.ctime_ns == ctime_ns
+    }
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 
@@ -91,8 +111,7 @@ mod tests {
                 mode: 0o644,
                 mtime_ns: 1,
                 size: 0,
-                chunks: vec![],
-                target: None,
+                ..Default::default()
             };
             let j = serde_json::to_string(&n).unwrap();
             let back: Node = serde_json::from_str(&j).unwrap();

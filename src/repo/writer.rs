@@ -37,13 +37,8 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // Level 1 measured smaller and faster than 3 on SQL dumps here (DESIGN.md).
-        Self {
-            compression_level: 1,
-            workers: cores,
-            pack_target: 16 << 20,
-            upload_concurrency: None,
-        }
+        // Level 3: see docs/DECISIONS.md for the measurements behind it.
+        Self { compression_level: 3, workers: cores, pack_target: 16 << 20, upload_concurrency: None }
     }
 }
 
@@ -56,6 +51,8 @@ pub struct WriteStats {
     pub chunks: AtomicU64,
     pub chunks_new: AtomicU64,
     pub packs: AtomicU64,
+    /// File bytes not read because the parent snapshot vouched for them.
+    pub bytes_unchanged: AtomicU64,
 }
 
 impl WriteStats {
@@ -87,26 +84,25 @@ pub struct Feeder {
     tx: Option<Sender<Job>>,
     stats: Arc<WriteStats>,
     failed: Arc<AtomicBool>,
+    /// The chunker's buffer, kept between streams.
+    buf: Vec<u8>,
 }
 
 impl Feeder {
     /// Read `source` to its end, chunk it and queue new chunks. Always reads
     /// the whole stream: streams are never skipped on metadata.
     pub fn write_stream<R: Read>(&mut self, source: R) -> Result<(StreamRef, R)> {
-        let mut chunker = Chunker::new(
-            source,
-            self.repo.settings().chunker,
-            self.repo.keys().chunker_seed,
-        );
+        let buf = std::mem::take(&mut self.buf);
+        let mut chunker =
+            Chunker::with_buffer(source, self.repo.settings().chunker, self.repo.keys().chunker_seed, buf);
         let mut out = StreamRef::default();
-        while let Some(data) = chunker
-            .next_chunk()
-            .map_err(|e| RepoError::io("reading input", e))?
-        {
+        while let Some(data) = chunker.next_chunk().map_err(|e| RepoError::io("reading input", e))? {
             out.size += data.len() as u64;
             out.chunks.push(self.add_chunk(data)?);
         }
-        Ok((out, chunker.into_inner()))
+        let (source, buf) = chunker.into_parts();
+        self.buf = buf;
+        Ok((out, source))
     }
 
     /// Store one chunk (deduplicated) and return its id.
@@ -117,10 +113,7 @@ impl Feeder {
         if !self.known.contains(&id) && self.seen.insert(id) {
             WriteStats::add(&self.stats.chunks_new, 1);
             WriteStats::add(&self.stats.bytes_new, data.len() as u64);
-            let tx = self
-                .tx
-                .as_ref()
-                .ok_or_else(|| RepoError::Pipeline("feeder closed".into()))?;
+            let tx = self.tx.as_ref().ok_or_else(|| RepoError::Pipeline("feeder closed".into()))?;
             if tx.send(Job { id, data }).is_err() || self.failed.load(Ordering::Relaxed) {
                 return Err(RepoError::Pipeline("a pipeline stage failed".into()));
             }
@@ -130,6 +123,16 @@ impl Feeder {
 
     pub fn stats(&self) -> &Arc<WriteStats> {
         &self.stats
+    }
+
+    /// Whether every chunk is already stored (so a chunk list may be reused as is).
+    pub fn has_all(&self, chunks: &[ChunkId]) -> bool {
+        chunks.iter().all(|c| self.known.contains(c) || self.seen.contains(c))
+    }
+
+    /// Account for file contents reused from a parent snapshot without reading.
+    pub fn note_unchanged(&self, bytes: u64) {
+        WriteStats::add(&self.stats.bytes_unchanged, bytes);
     }
 }
 
@@ -143,35 +146,17 @@ pub struct BackupWriter {
 
 impl BackupWriter {
     /// Start the pipeline. Must be called inside the tokio runtime.
-    pub fn start(
-        repo: Arc<Repository>,
-        known: Arc<Index>,
-        opts: &WriterOptions,
-    ) -> Result<(Self, Feeder)> {
+    pub fn start(repo: Arc<Repository>, known: Arc<Index>, opts: &WriterOptions) -> Result<(Self, Feeder)> {
         let stats = Arc::new(WriteStats::default());
         let failed = Arc::new(AtomicBool::new(false));
         let workers_n = opts.workers.max(1);
         let (job_tx, job_rx) = bounded::<Job>(2 * workers_n);
         let (pack_tx, pack_rx) = mpsc::channel::<FinishedPack>(1);
-        let concurrency = opts
-            .upload_concurrency
-            .unwrap_or_else(|| repo.store().upload_concurrency())
-            .max(1);
-        let uploader = tokio::spawn(upload_loop(
-            repo.clone(),
-            pack_rx,
-            concurrency,
-            stats.clone(),
-            failed.clone(),
-        ));
+        let concurrency = opts.upload_concurrency.unwrap_or_else(|| repo.store().upload_concurrency()).max(1);
+        let uploader = tokio::spawn(upload_loop(repo.clone(), pack_rx, concurrency, stats.clone(), failed.clone()));
         let mut workers = Vec::with_capacity(workers_n);
         for i in 0..workers_n {
-            let (rx, tx, repo, failed) = (
-                job_rx.clone(),
-                pack_tx.clone(),
-                repo.clone(),
-                failed.clone(),
-            );
+            let (rx, tx, repo, failed) = (job_rx.clone(), pack_tx.clone(), repo.clone(), failed.clone());
             let (level, target) = (opts.compression_level, opts.pack_target);
             let h = std::thread::Builder::new()
                 .name(format!("drtool-pack-{i}"))
@@ -192,16 +177,9 @@ impl BackupWriter {
             tx: Some(job_tx),
             stats: stats.clone(),
             failed,
+            buf: Vec::new(),
         };
-        Ok((
-            Self {
-                repo,
-                workers,
-                uploader,
-                stats,
-            },
-            feeder,
-        ))
+        Ok((Self { repo, workers, uploader, stats }, feeder))
     }
 
     pub fn stats(&self) -> &Arc<WriteStats> {
@@ -214,9 +192,7 @@ impl BackupWriter {
         let worker_result = tokio::task::spawn_blocking(move || {
             let mut first = Ok(());
             for w in workers {
-                let r = w
-                    .join()
-                    .unwrap_or_else(|_| Err(RepoError::Pipeline("worker thread panicked".into())));
+                let r = w.join().unwrap_or_else(|_| Err(RepoError::Pipeline("worker thread panicked".into())));
                 if first.is_ok() {
                     first = r;
                 }
@@ -225,10 +201,7 @@ impl BackupWriter {
         })
         .await
         .map_err(|e| RepoError::Pipeline(e.to_string()))?;
-        let uploaded = self
-            .uploader
-            .await
-            .map_err(|e| RepoError::Pipeline(e.to_string()))?;
+        let uploaded = self.uploader.await.map_err(|e| RepoError::Pipeline(e.to_string()))?;
         // An upload error explains a worker's "uploader gone" error, so report it first.
         let packs = uploaded?;
         worker_result?;
@@ -241,11 +214,7 @@ impl BackupWriter {
         drop(feeder);
         let stats = self.stats.clone();
         let (repo, packs) = self.drain().await?;
-        let index = if packs.is_empty() {
-            None
-        } else {
-            Some(repo.write_index(&packs).await?)
-        };
+        let index = if packs.is_empty() { None } else { Some(repo.write_index(&packs).await?) };
         Ok((index, stats))
     }
 
@@ -269,8 +238,7 @@ fn pack_worker(
     let capacity = target + (repo.settings().chunker.max_size as usize) + 4096;
     let mut pack: Option<PackBuilder> = None;
     let send = |p: PackBuilder| -> Result<()> {
-        tx.blocking_send(p.finish()?)
-            .map_err(|_| RepoError::Pipeline("uploader stopped".into()))
+        tx.blocking_send(p.finish()?).map_err(|_| RepoError::Pipeline("uploader stopped".into()))
     };
     for job in rx {
         let encoded = compress(level, &job.data);
@@ -315,11 +283,7 @@ async fn upload_loop(
                 WriteStats::add(&stats.packs, 1);
                 // Recorded only after the put returned: the index never names a missing pack.
                 if let Ok(mut d) = done.lock() {
-                    d.push(IndexedPack {
-                        id: pack.id,
-                        salt: pack.salt,
-                        blobs: pack.entries,
-                    });
+                    d.push(IndexedPack { id: pack.id, salt: pack.salt, blobs: pack.entries });
                 }
                 Ok(())
             });
@@ -335,9 +299,6 @@ async fn upload_loop(
         // Dropping rx makes workers' sends fail, which stops the feeder.
         return Err(e);
     }
-    let packs = done
-        .lock()
-        .map(|mut d| std::mem::take(&mut *d))
-        .unwrap_or_default();
+    let packs = done.lock().map(|mut d| std::mem::take(&mut *d)).unwrap_or_default();
     Ok(packs)
 }

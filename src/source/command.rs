@@ -51,10 +51,7 @@ impl CommandSource {
             // Own process group: we decide when it stops, not the terminal.
             .process_group(0)
             .spawn()
-            .map_err(|source| SourceError::Spawn {
-                command: prog.clone(),
-                source,
-            })?;
+            .map_err(|source| SourceError::Spawn { command: prog.clone(), source })?;
         if let Ok(mut g) = handle.0.lock() {
             *g = Some(child.id() as i32);
         }
@@ -76,12 +73,7 @@ impl CommandSource {
                 keep.split_off(start)
             })
         });
-        Ok(Self {
-            display,
-            child,
-            stdout,
-            stderr,
-        })
+        Ok(Self { display, child, stdout, stderr })
     }
 
     /// The child's stdout; taken once.
@@ -92,15 +84,8 @@ impl CommandSource {
     /// Wait for the child. `Ok` only for exit status 0.
     pub fn finish(mut self) -> Result<(), SourceError> {
         drop(self.stdout.take());
-        let status = self.child.wait().map_err(|source| SourceError::Io {
-            path: self.display.clone(),
-            source,
-        })?;
-        let stderr = self
-            .stderr
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
+        let status = self.child.wait().map_err(|source| SourceError::Io { path: self.display.clone(), source })?;
+        let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
         if status.success() {
             return Ok(());
         }
@@ -146,10 +131,7 @@ mod tests {
         assert!(r.is_ok());
         let (_, r) = run("echo partial; echo 'dump failed: disk full' >&2; exit 3");
         let msg = r.unwrap_err().to_string();
-        assert!(
-            msg.contains("exit status 3") && msg.contains("disk full"),
-            "{msg}"
-        );
+        assert!(msg.contains("exit status 3") && msg.contains("disk full"), "{msg}");
         let (_, r) = run("kill -9 $$");
         assert!(r.unwrap_err().to_string().contains("killed by signal 9"));
     }
@@ -157,9 +139,6 @@ mod tests {
     #[test]
     fn missing_program_is_a_spawn_error() {
         let argv = vec!["/nonexistent/prog".to_string()];
-        assert!(matches!(
-            CommandSource::spawn(&argv, &ChildHandle::default()),
-            Err(SourceError::Spawn { .. })
-        ));
+        assert!(matches!(CommandSource::spawn(&argv, &ChildHandle::default()), Err(SourceError::Spawn { .. })));
     }
 }

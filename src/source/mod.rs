@@ -7,11 +7,7 @@ pub mod tree;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source command {command} failed ({status}){}", stderr_suffix(.stderr))]
-    Failed {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    Failed { command: String, status: String, stderr: String },
     #[error("cannot start {command}")]
     Spawn {
         command: String,
@@ -28,9 +24,5 @@ pub enum SourceError {
 
 fn stderr_suffix(stderr: &str) -> String {
     let t = stderr.trim();
-    if t.is_empty() {
-        String::new()
-    } else {
-        format!("; its stderr:\n{t}")
-    }
+    if t.is_empty() { String::new() } else { format!("; its stderr:\n{t}") }
 }

@@ -21,30 +21,29 @@ pub struct WalkStats {
     pub errors: Vec<String>,
     /// Sockets, fifos and device nodes, which this source does not record.
     pub special_skipped: u64,
+    /// Files whose chunk list came from the parent snapshot without reading them.
+    pub files_unchanged: u64,
 }
 
 /// Anything that turns an open file into a chunk list (the backup feeder).
 pub trait ContentSink {
     type Error;
     fn file(&mut self, file: File) -> Result<(Vec<ChunkId>, u64), Self::Error>;
+    /// The chunk list of `node` if the file is known unchanged (from a parent
+    /// snapshot), so it need not be read. `node` carries the current metadata.
+    fn unchanged(&mut self, node: &Node) -> Option<Vec<ChunkId>>;
 }
 
 fn mtime_ns(m: &Metadata) -> i64 {
-    m.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec())
+    m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
 }
 
 fn node(path: RawPath, kind: NodeKind, m: &Metadata) -> Node {
-    Node {
-        path,
-        kind,
-        mode: m.mode() & 0o7777,
-        mtime_ns: mtime_ns(m),
-        size: 0,
-        chunks: vec![],
-        target: None,
-    }
+    Node { path, kind, mode: m.mode() & 0o7777, mtime_ns: mtime_ns(m), ..Default::default() }
+}
+
+fn ctime_ns(m: &Metadata) -> i64 {
+    m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec())
 }
 
 fn join(parent: &RawPath, name: &[u8]) -> RawPath {
@@ -66,8 +65,7 @@ pub fn walk<S: ContentSink>(
     sink: &mut S,
     emit: &mut dyn FnMut(Node),
 ) -> Result<WalkStats, WalkError<S::Error>> {
-    let meta =
-        fs::symlink_metadata(root).map_err(|e| WalkError::Root(root.display().to_string(), e))?;
+    let meta = fs::symlink_metadata(root).map_err(|e| WalkError::Root(root.display().to_string(), e))?;
     let ft = meta.file_type();
     if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
         let e = io::Error::new(
@@ -76,19 +74,9 @@ pub fn walk<S: ContentSink>(
         );
         return Err(WalkError::Root(root.display().to_string(), e));
     }
-    let name = root
-        .file_name()
-        .map(|n| n.as_bytes().to_vec())
-        .unwrap_or_else(|| b"root".to_vec());
+    let name = root.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_else(|| b"root".to_vec());
     let mut stats = WalkStats::default();
-    visit(
-        root.to_path_buf(),
-        RawPath(name),
-        &meta,
-        sink,
-        emit,
-        &mut stats,
-    )?;
+    visit(root.to_path_buf(), RawPath(name), &meta, sink, emit, &mut stats)?;
     Ok(stats)
 }
 
@@ -117,10 +105,21 @@ fn visit<S: ContentSink>(
             Err(e) => stats.errors.push(format!("{}: {e}", path.display())),
         }
     } else if ft.is_file() {
+        let mut n = node(rel, NodeKind::File, meta);
+        n.size = meta.len();
+        n.ino = meta.ino();
+        n.ctime_ns = ctime_ns(meta);
+        if let Some(chunks) = sink.unchanged(&n) {
+            n.chunks = chunks;
+            stats.files += 1;
+            stats.files_unchanged += 1;
+            stats.bytes += n.size;
+            emit(n);
+            return Ok(());
+        }
         match File::open(&path) {
             Ok(f) => {
                 let (chunks, size) = sink.file(f).map_err(WalkError::Sink)?;
-                let mut n = node(rel, NodeKind::File, meta);
                 n.size = size;
                 n.chunks = chunks;
                 stats.files += 1;
@@ -145,14 +144,7 @@ fn visit<S: ContentSink>(
         for entry in entries {
             let child = entry.path();
             match fs::symlink_metadata(&child) {
-                Ok(m) => visit(
-                    child,
-                    join(&rel, entry.file_name().as_bytes()),
-                    &m,
-                    sink,
-                    emit,
-                    stats,
-                )?,
+                Ok(m) => visit(child, join(&rel, entry.file_name().as_bytes()), &m, sink, emit, stats)?,
                 Err(e) => stats.errors.push(format!("{}: {e}", child.display())),
             }
         }

@@ -34,13 +34,7 @@ pub struct FaultStore<S> {
 impl<S: Store> FaultStore<S> {
     pub fn new(inner: S, plan: FaultPlan) -> Self {
         let seed = plan.seed | 1;
-        Self {
-            inner,
-            plan,
-            calls: AtomicU64::new(0),
-            rng: Mutex::new(seed),
-            injected: AtomicU64::new(0),
-        }
+        Self { inner, plan, calls: AtomicU64::new(0), rng: Mutex::new(seed), injected: AtomicU64::new(0) }
     }
 
     /// Calls made so far (each retry is a call).
@@ -67,9 +61,7 @@ impl<S: Store> FaultStore<S> {
         if !self.plan.delay.is_zero() {
             tokio::time::sleep(self.plan.delay).await;
         }
-        if self.plan.fail_calls.contains(&n)
-            || (self.plan.fail_rate > 0.0 && self.random() < self.plan.fail_rate)
-        {
+        if self.plan.fail_calls.contains(&n) || (self.plan.fail_rate > 0.0 && self.random() < self.plan.fail_rate) {
             self.injected.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::Backend {
                 kind: BackendErrorKind::Transient,
@@ -80,10 +72,7 @@ impl<S: Store> FaultStore<S> {
     }
 
     fn maybe_truncate(&self, mut data: Vec<u8>) -> Vec<u8> {
-        if self.plan.truncate_rate > 0.0
-            && !data.is_empty()
-            && self.random() < self.plan.truncate_rate
-        {
+        if self.plan.truncate_rate > 0.0 && !data.is_empty() && self.random() < self.plan.truncate_rate {
             self.injected.fetch_add(1, Ordering::SeqCst);
             data.truncate(data.len() / 2);
         }
@@ -104,11 +93,7 @@ impl<S: Store> Store for FaultStore<S> {
         let data = self.maybe_truncate(data);
         // A remote store detects a short body from Content-Length; so do we.
         if data.len() as u64 != expected {
-            return Err(StoreError::ShortRead {
-                name: name.into(),
-                expected,
-                got: data.len() as u64,
-            });
+            return Err(StoreError::ShortRead { name: name.into(), expected, got: data.len() as u64 });
         }
         Ok(data)
     }
@@ -116,11 +101,7 @@ impl<S: Store> Store for FaultStore<S> {
         self.before(name).await?;
         let data = self.maybe_truncate(self.inner.get_range(name, offset, len).await?);
         if data.len() as u64 != len {
-            return Err(StoreError::ShortRead {
-                name: name.into(),
-                expected: len,
-                got: data.len() as u64,
-            });
+            return Err(StoreError::ShortRead { name: name.into(), expected: len, got: data.len() as u64 });
         }
         Ok(data)
     }

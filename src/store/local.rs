@@ -28,23 +28,16 @@ impl LocalStore {
 
 fn io_err(name: &str, e: io::Error) -> StoreError {
     if e.kind() == io::ErrorKind::NotFound {
-        StoreError::NotFound {
-            name: name.to_string(),
-        }
+        StoreError::NotFound { name: name.to_string() }
     } else {
-        StoreError::Io {
-            name: name.to_string(),
-            source: e,
-        }
+        StoreError::Io { name: name.to_string(), source: e }
     }
 }
 
 /// Write via a temp file in the same directory, fsync it, rename over the
 /// final name, then fsync the directory so the rename itself is durable.
 fn put_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("object path has no parent"))?;
+    let dir = path.parent().ok_or_else(|| io::Error::other("object path has no parent"))?;
     fs::create_dir_all(dir)?;
     let mut rnd = [0u8; 8];
     getrandom::fill(&mut rnd).map_err(|e| io::Error::other(e.to_string()))?;
@@ -90,21 +83,14 @@ fn list_dir(root: &Path, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
             if fname.starts_with(".tmp") {
                 continue;
             }
-            let name = if rel.is_empty() {
-                fname.to_string()
-            } else {
-                format!("{rel}/{fname}")
-            };
+            let name = if rel.is_empty() { fname.to_string() } else { format!("{rel}/{fname}") };
             let ft = entry.file_type()?;
             if ft.is_dir() {
                 if name.starts_with(prefix) || prefix.starts_with(&format!("{name}/")) {
                     stack.push((entry.path(), name));
                 }
             } else if ft.is_file() && name.starts_with(prefix) {
-                out.push(ObjectInfo {
-                    name,
-                    size: entry.metadata()?.len(),
-                });
+                out.push(ObjectInfo { name, size: entry.metadata()?.len() });
             }
         }
     }
@@ -117,10 +103,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| io_err(name, e)),
-        Err(e) => Err(StoreError::Io {
-            name: name.to_string(),
-            source: io::Error::other(e),
-        }),
+        Err(e) => Err(StoreError::Io { name: name.to_string(), source: io::Error::other(e) }),
     }
 }
 
@@ -140,11 +123,7 @@ impl Store for LocalStore {
         let path = self.path(name)?;
         let data = blocking(name, move || read_range(&path, offset, len)).await?;
         if data.len() as u64 != len {
-            return Err(StoreError::ShortRead {
-                name: name.to_string(),
-                expected: len,
-                got: data.len() as u64,
-            });
+            return Err(StoreError::ShortRead { name: name.to_string(), expected: len, got: data.len() as u64 });
         }
         Ok(data)
     }
@@ -186,28 +165,16 @@ mod tests {
         s.put("snapshots/one", b"x".to_vec()).await.unwrap();
         assert_eq!(s.get("data/ab/abc").await.unwrap(), b"hello world");
         assert_eq!(s.get_range("data/ab/abc", 6, 5).await.unwrap(), b"world");
-        assert!(matches!(
-            s.get_range("data/ab/abc", 6, 50).await,
-            Err(StoreError::ShortRead { .. })
-        ));
+        assert!(matches!(s.get_range("data/ab/abc", 6, 50).await, Err(StoreError::ShortRead { .. })));
         assert_eq!(s.size("data/ab/abc").await.unwrap(), 11);
         let l = s.list("data/").await.unwrap();
-        assert_eq!(
-            l,
-            vec![ObjectInfo {
-                name: "data/ab/abc".into(),
-                size: 11
-            }]
-        );
+        assert_eq!(l, vec![ObjectInfo { name: "data/ab/abc".into(), size: 11 }]);
         assert_eq!(s.list("snapshots/").await.unwrap().len(), 1);
         assert!(s.list("index/").await.unwrap().is_empty());
         s.delete("data/ab/abc").await.unwrap();
         s.delete("data/ab/abc").await.unwrap();
         assert!(s.get("data/ab/abc").await.unwrap_err().is_not_found());
-        assert!(matches!(
-            s.get("../etc/passwd").await,
-            Err(StoreError::InvalidName(_))
-        ));
+        assert!(matches!(s.get("../etc/passwd").await, Err(StoreError::InvalidName(_))));
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 pub mod fault;
 pub mod local;
 pub mod retry;
+pub mod s3;
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -39,18 +40,11 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("{name}: read {got} bytes, expected {expected}")]
-    ShortRead {
-        name: String,
-        expected: u64,
-        got: u64,
-    },
+    ShortRead { name: String, expected: u64, got: u64 },
     #[error("invalid object name {0:?}")]
     InvalidName(String),
     #[error("{message}")]
-    Backend {
-        kind: BackendErrorKind,
-        message: String,
-    },
+    Backend { kind: BackendErrorKind, message: String },
 }
 
 impl StoreError {
@@ -61,17 +55,14 @@ impl StoreError {
     /// Worth trying again after a pause.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Backend { kind, .. } => matches!(
-                kind,
-                BackendErrorKind::Transient | BackendErrorKind::Unreachable
-            ),
+            StoreError::Backend { kind, .. } => {
+                matches!(kind, BackendErrorKind::Transient | BackendErrorKind::Unreachable)
+            }
             // A short body is a dropped connection, not a short object, on remote stores.
             StoreError::ShortRead { .. } => true,
             StoreError::Io { source, .. } => matches!(
                 source.kind(),
-                std::io::ErrorKind::Interrupted
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::WouldBlock
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
             ),
             _ => false,
         }
@@ -130,13 +121,7 @@ pub type DynStore = Arc<dyn Store>;
 pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
     let bad = name.is_empty()
         || name.starts_with('/')
-        || name
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == ".." || p.starts_with(".tmp"))
+        || name.split('/').any(|p| p.is_empty() || p == "." || p == ".." || p.starts_with(".tmp"))
         || name.contains('\0');
-    if bad {
-        Err(StoreError::InvalidName(name.to_string()))
-    } else {
-        Ok(())
-    }
+    if bad { Err(StoreError::InvalidName(name.to_string())) } else { Ok(()) }
 }

@@ -21,21 +21,14 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 5 retries: waits of up to 0.5, 1, 2, 4, 8 s (about 15 s in all at worst).
     fn default() -> Self {
-        Self {
-            max_retries: 5,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-        }
+        Self { max_retries: 5, base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(8) }
     }
 }
 
 impl RetryPolicy {
     /// Full jitter: a uniformly random wait in [0, min(max, base * 2^attempt)].
     pub fn delay(&self, attempt: u32) -> Duration {
-        let cap = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_delay);
+        let cap = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
         let mut r = [0u8; 8];
         let frac = match getrandom::fill(&mut r) {
             Ok(()) => (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64,
@@ -84,15 +77,13 @@ impl<S: Store> RetryStore<S> {
 impl<S: Store> Store for RetryStore<S> {
     async fn put(&self, name: &str, data: Vec<u8>) -> Result<(), StoreError> {
         // The body is cloned per attempt; the original stays for the next retry.
-        self.run("put", name, || self.inner.put(name, data.clone()))
-            .await
+        self.run("put", name, || self.inner.put(name, data.clone())).await
     }
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         self.run("get", name, || self.inner.get(name)).await
     }
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        self.run("get", name, || self.inner.get_range(name, offset, len))
-            .await
+        self.run("get", name, || self.inner.get_range(name, offset, len)).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         self.run("list", prefix, || self.inner.list(prefix)).await
@@ -118,23 +109,14 @@ mod tests {
     use crate::store::fault::{FaultPlan, FaultStore};
 
     fn fast() -> RetryPolicy {
-        RetryPolicy {
-            max_retries: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        }
+        RetryPolicy { max_retries: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) }
     }
 
     #[tokio::test]
     async fn transient_failures_are_retried_until_success() {
         let dir = tempfile::tempdir().unwrap();
-        let faulty = FaultStore::new(
-            LocalStore::new(dir.path()),
-            FaultPlan {
-                fail_calls: vec![1, 2],
-                ..Default::default()
-            },
-        );
+        let faulty =
+            FaultStore::new(LocalStore::new(dir.path()), FaultPlan { fail_calls: vec![1, 2], ..Default::default() });
         let s = RetryStore::new(faulty, fast());
         s.put("a/b", b"x".to_vec()).await.unwrap();
         assert_eq!(s.get("a/b").await.unwrap(), b"x");
@@ -145,34 +127,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faulty = FaultStore::new(
             LocalStore::new(dir.path()),
-            FaultPlan {
-                fail_calls: (1..=10).collect(),
-                ..Default::default()
-            },
+            FaultPlan { fail_calls: (1..=10).collect(), ..Default::default() },
         );
         let s = RetryStore::new(faulty, fast());
-        assert!(
-            s.put("a/b", b"x".to_vec())
-                .await
-                .unwrap_err()
-                .is_transient()
-        );
+        assert!(s.put("a/b", b"x".to_vec()).await.unwrap_err().is_transient());
         assert_eq!(s.inner.calls(), 4);
-        let s = RetryStore::new(
-            FaultStore::new(LocalStore::new(dir.path()), FaultPlan::default()),
-            fast(),
-        );
+        let s = RetryStore::new(FaultStore::new(LocalStore::new(dir.path()), FaultPlan::default()), fast());
         assert!(s.get("missing").await.unwrap_err().is_not_found());
         assert_eq!(s.inner.calls(), 1);
     }
 
     #[test]
     fn delays_grow_and_stay_capped() {
-        let p = RetryPolicy {
-            max_retries: 9,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-        };
+        let p =
+            RetryPolicy { max_retries: 9, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
         for a in 0..10 {
             assert!(p.delay(a) <= Duration::from_secs(1));
         }

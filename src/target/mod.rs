@@ -10,9 +10,5 @@ use std::path::Path;
 /// Create a file for a restored stream, refusing to overwrite or follow a symlink.
 pub fn create_new_file(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+    OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(path)
 }

@@ -25,10 +25,7 @@ pub enum TargetError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TargetError + '_ {
-    move |source| TargetError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| TargetError::Io { path: path.display().to_string(), source }
 }
 
 /// Resolve a node path under `target`, checking every component.
@@ -90,11 +87,7 @@ pub fn create_node(target: &Path, node: &Node) -> Result<(PathBuf, Option<File>)
             Ok((path, None))
         }
         NodeKind::Symlink => {
-            let t = node
-                .target
-                .as_ref()
-                .map(|t| t.as_os_str())
-                .unwrap_or_default();
+            let t = node.target.as_ref().map(|t| t.as_os_str()).unwrap_or_default();
             symlink(t, &path).map_err(io_err(&path))?;
             Ok((path, None))
         }
@@ -114,8 +107,7 @@ pub fn apply_metadata(path: &Path, node: &Node) -> Result<(), TargetError> {
     match node.kind {
         NodeKind::Symlink => filetime::set_symlink_file_times(path, t, t).map_err(io_err(path)),
         _ => {
-            fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
-                .map_err(io_err(path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(io_err(path))?;
             filetime::set_file_mtime(path, t).map_err(io_err(path))
         }
     }
@@ -128,24 +120,10 @@ mod tests {
     #[test]
     fn unsafe_paths_are_refused() {
         let t = Path::new("/tmp/target");
-        for bad in [
-            &b"../x"[..],
-            b"/etc/passwd",
-            b"a/../../x",
-            b"a//b",
-            b"",
-            b"a/./b",
-        ] {
-            assert!(
-                safe_join(t, bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        for bad in [&b"../x"[..], b"/etc/passwd", b"a/../../x", b"a//b", b"", b"a/./b"] {
+            assert!(safe_join(t, bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(
-            safe_join(t, b"a/b c").unwrap(),
-            Path::new("/tmp/target/a/b c")
-        );
+        assert_eq!(safe_join(t, b"a/b c").unwrap(), Path::new("/tmp/target/a/b c"));
     }
 
     #[test]
@@ -157,15 +135,9 @@ mod tests {
             path: crate::repo::tree::RawPath(b"link/evil".to_vec()),
             kind: NodeKind::File,
             mode: 0o644,
-            mtime_ns: 0,
-            size: 0,
-            chunks: vec![],
-            target: None,
+            ..Default::default()
         };
-        assert!(matches!(
-            create_node(dir.path(), &n),
-            Err(TargetError::UnsafePath(_))
-        ));
+        assert!(matches!(create_node(dir.path(), &n), Err(TargetError::UnsafePath(_))));
         assert!(!outside.path().join("evil").exists());
     }
 }

@@ -61,49 +61,29 @@ impl Out {
     /// Parse stdout as JSON (asserting that it parses).
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}",
-                truncate(&self.stdout_str(), 2000)
-            )
-        })
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", truncate(&self.stdout_str(), 2000)))
     }
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.len() <= n {
-        s.to_string()
-    } else {
-        format!("{}...", String::from_utf8_lossy(&s.as_bytes()[..n]))
-    }
+    if s.len() <= n { s.to_string() } else { format!("{}...", String::from_utf8_lossy(&s.as_bytes()[..n])) }
 }
 
 /// Fail the test if a drtool stderr shows a panic.
 #[track_caller]
 pub fn assert_no_panic(stderr: &str) {
     assert!(!stderr.contains("panicked"), "drtool panicked:\n{stderr}");
-    assert!(
-        !stderr.contains("RUST_BACKTRACE"),
-        "drtool panicked:\n{stderr}"
-    );
+    assert!(!stderr.contains("RUST_BACKTRACE"), "drtool panicked:\n{stderr}");
 }
 
 /// A drtool command with a clean environment (no inherited repo, password or log settings).
 pub fn drtool() -> Command {
     let mut c = Command::new(BIN);
-    for var in [
-        "DRTOOL_REPO",
-        "DRTOOL_PASSWORD",
-        "DRTOOL_NEW_PASSWORD",
-        "DRTOOL_LOG",
-        "RUST_BACKTRACE",
-        "RUST_LOG",
-    ] {
+    for var in ["DRTOOL_REPO", "DRTOOL_PASSWORD", "DRTOOL_NEW_PASSWORD", "DRTOOL_LOG", "RUST_BACKTRACE", "RUST_LOG"] {
         c.env_remove(var);
     }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 
@@ -136,11 +116,7 @@ pub fn run_with_input(mut cmd: Command, input: Option<Box<dyn Read + Send>>) -> 
     }
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_no_panic(&stderr);
-    Out {
-        status: out.status,
-        stdout: out.stdout,
-        stderr,
-    }
+    Out { status: out.status, stdout: out.stdout, stderr }
 }
 
 /// Wait for a child for at most `limit`; kill it (and fail) when it overruns.
@@ -162,12 +138,7 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
 pub fn send_signal(pid: u32, sig: i32) {
     // SAFETY: plain kill(2) on a pid this test spawned.
     let rc = unsafe { libc::kill(pid as i32, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}) failed: {}",
-        io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed: {}", io::Error::last_os_error());
 }
 
 pub fn signal_of(status: &ExitStatus) -> Option<i32> {
@@ -205,20 +176,12 @@ pub fn processes() -> Vec<(i32, i32, i32, char)> {
 }
 
 pub fn children_of(pid: u32) -> Vec<i32> {
-    processes()
-        .into_iter()
-        .filter(|p| p.1 == pid as i32)
-        .map(|p| p.0)
-        .collect()
+    processes().into_iter().filter(|p| p.1 == pid as i32).map(|p| p.0).collect()
 }
 
 /// Live (not zombie) processes in process group `pgrp`.
 pub fn live_group_members(pgrp: i32) -> Vec<i32> {
-    processes()
-        .into_iter()
-        .filter(|p| p.2 == pgrp && p.3 != 'Z' && p.3 != 'X')
-        .map(|p| p.0)
-        .collect()
+    processes().into_iter().filter(|p| p.2 == pgrp && p.3 != 'Z' && p.3 != 'X').map(|p| p.0).collect()
 }
 
 /// Poll `cond` every 20 ms for at most `limit`; true when it became true.
@@ -255,11 +218,7 @@ impl Repo {
     pub fn uninitialised() -> Repo {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("repo");
-        Repo {
-            dir,
-            path,
-            password: PASSWORD.to_string(),
-        }
+        Repo { dir, path, password: PASSWORD.to_string() }
     }
 
     /// A scratch directory next to the repository (not inside it).
@@ -284,10 +243,7 @@ impl Repo {
         S: AsRef<OsStr>,
     {
         let mut c = drtool();
-        c.arg("--repo")
-            .arg(&self.path)
-            .args(args)
-            .env("DRTOOL_PASSWORD", password);
+        c.arg("--repo").arg(&self.path).args(args).env("DRTOOL_PASSWORD", password);
         c
     }
 
@@ -319,22 +275,14 @@ impl Repo {
     /// `backup --json --stdin --name NAME` of `data`; asserts success and returns the JSON.
     #[track_caller]
     pub fn backup_stdin(&self, name: &str, data: &[u8]) -> Value {
-        let out = self
-            .run_input(
-                ["--json", "backup", "--stdin", "--name", name],
-                io::Cursor::new(data.to_vec()),
-            )
-            .ok();
+        let out = self.run_input(["--json", "backup", "--stdin", "--name", name], io::Cursor::new(data.to_vec())).ok();
         out.json()
     }
 
     /// `backup --json --name NAME -- ARGV...`; asserts success and returns the JSON.
     #[track_caller]
     pub fn backup_command(&self, name: &str, argv: &[&OsStr]) -> Value {
-        let mut args: Vec<OsString> = ["--json", "backup", "--name", name, "--"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let mut args: Vec<OsString> = ["--json", "backup", "--name", name, "--"].iter().map(OsString::from).collect();
         args.extend(argv.iter().map(|a| a.to_os_string()));
         self.run(args).ok().json()
     }
@@ -365,12 +313,7 @@ impl Repo {
 
     /// `restore SPEC --target DIR` (plus extra args); not asserted.
     pub fn restore_target(&self, spec: &str, target: &Path, extra: &[&str]) -> Out {
-        let mut args: Vec<OsString> = vec![
-            "restore".into(),
-            spec.into(),
-            "--target".into(),
-            target.as_os_str().into(),
-        ];
+        let mut args: Vec<OsString> = vec!["restore".into(), spec.into(), "--target".into(), target.as_os_str().into()];
         args.extend(extra.iter().map(OsString::from));
         self.run(args)
     }
@@ -381,9 +324,7 @@ impl Repo {
         let mut args = vec!["--json", "check"];
         args.extend_from_slice(extra);
         let out = self.run(args);
-        let code = out
-            .code()
-            .unwrap_or_else(|| panic!("check died: {:?}\n{}", out.status, out.stderr));
+        let code = out.code().unwrap_or_else(|| panic!("check died: {:?}\n{}", out.status, out.stderr));
         (code, out.json())
     }
 
@@ -397,10 +338,7 @@ impl Repo {
 
     /// Total bytes of all files under the repository directory.
     pub fn size(&self) -> u64 {
-        self.files()
-            .iter()
-            .map(|p| std::fs::symlink_metadata(p).map(|m| m.len()).unwrap_or(0))
-            .sum()
+        self.files().iter().map(|p| std::fs::symlink_metadata(p).map(|m| m.len()).unwrap_or(0)).sum()
     }
 
     /// Pack files (`data/<xx>/<pack id>`), without temp files.
@@ -422,9 +360,7 @@ impl Repo {
 }
 
 pub fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -448,15 +384,12 @@ pub fn num(v: &Value, path: &str) -> u64 {
     for key in path.split('.') {
         cur = &cur[key];
     }
-    cur.as_u64()
-        .unwrap_or_else(|| panic!("{path} is not an unsigned number in {v}"))
+    cur.as_u64().unwrap_or_else(|| panic!("{path} is not an unsigned number in {v}"))
 }
 
 #[track_caller]
 pub fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} is not a string in {v}"))
+    v[key].as_str().unwrap_or_else(|| panic!("{key} is not a string in {v}"))
 }
 
 // ---------------------------------------------------------------- test data
@@ -532,14 +465,7 @@ pub struct MixedStream {
 
 impl MixedStream {
     pub fn new(seed: u64, len: u64) -> Self {
-        Self {
-            rng: Prng::new(seed),
-            seed,
-            remaining: len,
-            block: Vec::new(),
-            pos: 0,
-            index: 0,
-        }
+        Self { rng: Prng::new(seed), seed, remaining: len, block: Vec::new(), pos: 0, index: 0 }
     }
 }
 
@@ -559,10 +485,7 @@ impl Read for MixedStream {
             self.pos = 0;
             self.index += 1;
         }
-        let n = buf
-            .len()
-            .min(self.block.len() - self.pos)
-            .min(self.remaining as usize);
+        let n = buf.len().min(self.block.len() - self.pos).min(self.remaining as usize);
         buf[..n].copy_from_slice(&self.block[self.pos..self.pos + n]);
         self.pos += n;
         self.remaining -= n as u64;
@@ -579,11 +502,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: blake3::Hasher::new(),
-            len: 0,
-        }
+        Self { inner, hasher: blake3::Hasher::new(), len: 0 }
     }
 }
 
