@@ -117,6 +117,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// A shared store is a store, so wrappers (retry, faults) compose over `DynStore`.
+#[async_trait]
+impl<T: Store + ?Sized> Store for Arc<T> {
+    async fn put(&self, name: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        (**self).put(name, data).await
+    }
+    async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        (**self).get(name).await
+    }
+    async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        (**self).get_range(name, offset, len).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        (**self).list(prefix).await
+    }
+    async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        (**self).delete(name).await
+    }
+    async fn size(&self, name: &str) -> Result<u64, StoreError> {
+        (**self).size(name).await
+    }
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn upload_concurrency(&self) -> usize {
+        (**self).upload_concurrency()
+    }
+}
+
 /// Reject names that could escape the store's root or are not plain paths.
 pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
     let bad = name.is_empty()

@@ -49,6 +49,10 @@ impl<S: Store> RetryStore<S> {
         Self { inner, policy }
     }
 
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
     async fn run<T, F, Fut>(&self, what: &str, name: &str, mut op: F) -> Result<T, StoreError>
     where
         F: FnMut() -> Fut,

@@ -38,11 +38,9 @@ where
             backend(BackendErrorKind::Transient, format!("{op} {name}: timed out talking to {endpoint}"))
         }
         SdkError::DispatchFailure(d) => {
-            let detail = DisplayErrorContext(&err).to_string();
             let kind =
                 if d.is_timeout() || d.is_io() { BackendErrorKind::Unreachable } else { BackendErrorKind::Transient };
-            let _ = d;
-            backend(kind, format!("cannot reach the S3 endpoint {endpoint}: {}", short(&detail)))
+            backend(kind, format!("cannot reach the S3 endpoint {endpoint}: {}", root_cause(&err)))
         }
         SdkError::ResponseError(_) => backend(
             BackendErrorKind::Transient,
@@ -57,13 +55,16 @@ where
                     backend(BackendErrorKind::NoSuchBucket, format!("bucket does not exist ({op} {name})"))
                 }
                 (404, _) => StoreError::NotFound { name: name.to_string() },
-                (403, _) | (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied") => backend(
-                    BackendErrorKind::AccessDenied,
-                    format!(
-                        "access denied by {endpoint} ({op} {name}): {} {msg}; check the credentials and their permissions",
-                        if code.is_empty() { "403" } else { code }
-                    ),
-                ),
+                (403, _) | (_, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied") => {
+                    let why = [code, msg].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(": ");
+                    let why = if why.is_empty() { format!("HTTP {status}") } else { why };
+                    backend(
+                        BackendErrorKind::AccessDenied,
+                        format!(
+                            "access denied by {endpoint} ({op} {name}): {why}; check the credentials and their permissions"
+                        ),
+                    )
+                }
                 (429 | 500..=599, _) | (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable") => {
                     backend(
                         BackendErrorKind::Transient,
@@ -81,6 +82,16 @@ where
             format!("{op} {name}: {}", short(&DisplayErrorContext(&err).to_string())),
         ),
     }
+}
+
+/// The innermost cause (e.g. "Connection refused (os error 111)"): the SDK's
+/// own layers only repeat the request context.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    short(&cur.to_string())
 }
 
 /// Keep error lines to one readable line.

@@ -9,6 +9,20 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 
+/// Static credentials; the secret never reaches a log or an error message.
+#[derive(Clone, PartialEq)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StaticCredentials({}, <secret redacted>)", self.access_key_id)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct S3Options {
     pub bucket: String,
@@ -17,6 +31,9 @@ pub struct S3Options {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub profile: Option<String>,
+    /// From AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY when both are set; otherwise
+    /// the SDK's chain (profiles, web identity, instance roles) finds them.
+    pub credentials: Option<StaticCredentials>,
     /// Path-style addressing (`endpoint/bucket/key`), needed by MinIO, Garage and Ceph.
     pub path_style: bool,
     pub storage_class: Option<String>,
@@ -59,6 +76,16 @@ impl S3Options {
             endpoint,
             region: env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).filter(|r| !r.is_empty()),
             profile: env("AWS_PROFILE").filter(|p| !p.is_empty()),
+            credentials: match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+                (Some(access_key_id), Some(secret_access_key)) if !access_key_id.is_empty() => {
+                    Some(StaticCredentials {
+                        access_key_id,
+                        secret_access_key,
+                        session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
+                    })
+                }
+                _ => None,
+            },
             storage_class: None,
             sse: None,
             sse_kms_key_id: None,
@@ -126,6 +153,15 @@ pub async fn client(opts: &S3Options) -> Client {
     if let Some(e) = &opts.endpoint {
         loader = loader.endpoint_url(e);
     }
+    if let Some(c) = &opts.credentials {
+        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            c.session_token.clone(),
+            None,
+            "drtool-environment",
+        ));
+    }
     let sdk = loader.load().await;
     let mut b = aws_sdk_s3::config::Builder::from(&sdk)
         .force_path_style(opts.path_style)
@@ -163,6 +199,14 @@ mod tests {
         assert!(o.path_style);
         assert_eq!(o.storage_class.as_deref(), Some("STANDARD_IA"));
         assert_eq!(o.upload_concurrency, 8);
+        assert!(o.credentials.is_none());
+        let with_keys = S3Options::parse("s3://b", |k| match k {
+            "AWS_ACCESS_KEY_ID" => Some("GKID".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("topsecret".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(!format!("{with_keys:?}").contains("topsecret"));
         let aws = S3Options::parse("s3://bkt", |_| None).unwrap();
         assert!(!aws.path_style && aws.prefix.is_empty());
         assert!(S3Options::parse("s3:///x", |_| None).is_err());
