@@ -1,5 +1,8 @@
 //! Nothing readable leaks into the store: no plaintext, file name, stream
 //! name, tag, command line or plain hash of content (DESIGN.md principle 3).
+//! Run on a local repository (every file under its directory) and on Garage
+//! (every object's name and bytes under the repository prefix, read through S3;
+//! Garage's own data directory stores blocks in its own format).
 
 mod common;
 
@@ -23,27 +26,48 @@ fn marked_text(lines: usize) -> Vec<u8> {
     v
 }
 
-fn all_occurrences(repo: &Repo, needles: &[(&str, Vec<u8>)]) -> Vec<String> {
+/// Every stored name (relative to the repository) with its bytes: on a local
+/// repository every file, temp files included; on S3 every object under the prefix.
+fn everything_stored(repo: &Repo) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let all: Vec<(Vec<u8>, Vec<u8>)> = match repo.backend() {
+        Backend::Local => repo
+            .files()
+            .into_iter()
+            .map(|path| {
+                let rel = path.strip_prefix(&repo.path).unwrap();
+                let rel_bytes = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str()).to_vec();
+                (rel_bytes, std::fs::read(&path).unwrap())
+            })
+            .collect(),
+        Backend::Garage(_) => {
+            repo.objects("").into_iter().map(|(name, _)| (name.as_bytes().to_vec(), repo.read_object(&name))).collect()
+        }
+    };
+    // The scan sees the whole repository, not an empty listing.
+    for dir in ["config", "keys/", "snapshots/"] {
+        assert!(all.iter().any(|(n, _)| n.starts_with(dir.as_bytes())), "no {dir} object in the scan");
+    }
+    all
+}
+
+fn all_occurrences(stored: &[(Vec<u8>, Vec<u8>)], needles: &[(&str, Vec<u8>)]) -> Vec<String> {
     let mut found = Vec::new();
-    for path in repo.files() {
-        let rel = path.strip_prefix(&repo.path).unwrap();
-        let rel_bytes = std::os::unix::ffi::OsStrExt::as_bytes(rel.as_os_str());
-        let data = std::fs::read(&path).unwrap();
+    for (rel, data) in stored {
+        let shown = String::from_utf8_lossy(&rel);
         for (what, needle) in needles {
-            if contains(rel_bytes, needle) {
-                found.push(format!("{what} in the path {}", rel.display()));
+            if contains(rel, needle) {
+                found.push(format!("{what} in the name {shown}"));
             }
-            if contains(&data, needle) {
-                found.push(format!("{what} in the contents of {}", rel.display()));
+            if contains(data, needle) {
+                found.push(format!("{what} in the contents of {shown}"));
             }
         }
     }
     found
 }
 
-#[test]
-fn markers_names_and_plain_hashes_never_reach_the_store() {
-    let repo = Repo::init();
+fn markers_names_and_plain_hashes_never_reach_the_store(b: Backend) {
+    let repo = Repo::init_on(b);
     let src = repo.scratch("src");
 
     // A tree with the marker in file contents, a file name and a directory name.
@@ -92,7 +116,11 @@ fn markers_names_and_plain_hashes_never_reach_the_store() {
     ];
     // The search itself works: it finds the marker in the source tree.
     assert!(contains(&std::fs::read(&file).unwrap(), MARKER.as_bytes()));
-    let found = all_occurrences(&repo, &needles);
+    let stored = everything_stored(&repo);
+    for dir in ["data/", "index/"] {
+        assert!(stored.iter().any(|(n, _)| n.starts_with(dir.as_bytes())), "no {dir} object in the scan");
+    }
+    let found = all_occurrences(&stored, &needles);
     assert!(found.is_empty(), "plaintext leaked into the repository:\n{}", found.join("\n"));
 
     // The data really is in there: everything restores with the password.
@@ -107,14 +135,18 @@ fn markers_names_and_plain_hashes_never_reach_the_store() {
     assert!(Path::new(&tree_target.join(DIR_NAME).join("nested").join(format!("{MARKER}.txt"))).is_file());
 }
 
-#[test]
-fn repository_without_password_reveals_no_names() {
+fn repository_without_password_reveals_no_names(b: Backend) {
     // A repository holding only names (empty streams): even those must not appear.
-    let repo = Repo::init();
+    let repo = Repo::init_on(b);
     repo.backup_stdin(STREAM_NAME, b"");
-    let found = all_occurrences(&repo, &[("stream name", STREAM_NAME.as_bytes().to_vec())]);
+    let found = all_occurrences(&everything_stored(&repo), &[("stream name", STREAM_NAME.as_bytes().to_vec())]);
     assert!(found.is_empty(), "{found:?}");
     // And with another password nothing opens.
     let out = repo.run_pw("not the password", ["snapshots"]).expect_code(12);
     assert!(!out.stdout_str().contains(STREAM_NAME));
+}
+
+backend_tests! {
+    markers_names_and_plain_hashes_never_reach_the_store,
+    repository_without_password_reveals_no_names,
 }

@@ -1,5 +1,7 @@
 //! Deduplication: the same stream twice costs (almost) nothing, a small
 //! insertion costs about one chunk. Also the one 1 GiB round trip.
+//! Every test runs on a local directory (`local::`) and on Garage (`garage::`);
+//! repository growth is the sum of all object sizes (files, or S3 objects).
 
 mod common;
 
@@ -43,16 +45,15 @@ fn restore_hash(repo: &Repo, spec: &str) -> (blake3::Hash, u64) {
     (h, n)
 }
 
-#[test]
-fn gib_stream_round_trips_and_a_second_backup_adds_under_one_percent() {
-    let repo = Repo::init();
+fn gib_stream_round_trips_and_a_second_backup_adds_under_one_percent(b: Backend) {
+    let repo = Repo::init_on(b);
     let (first, sent) = backup_generated(&repo, "big-dump", 1, GIB);
     assert_eq!(num(&first, "summary.bytes_read"), GIB);
-    let before = repo.size();
+    let before = repo.stored_bytes();
 
     let (second, sent_again) = backup_generated(&repo, "big-dump", 1, GIB);
     assert_eq!(sent, sent_again, "the generator must be deterministic");
-    let growth = repo.size() - before;
+    let growth = repo.stored_bytes() - before;
     assert!(growth < GIB / 100, "second backup of the same 1 GiB grew the repository by {growth} bytes (>= 1%)");
     assert_eq!(num(&second, "summary.chunks_new"), 0, "{second}");
     assert_eq!(num(&second, "summary.bytes_new"), 0, "{second}");
@@ -64,20 +65,19 @@ fn gib_stream_round_trips_and_a_second_backup_adds_under_one_percent() {
     assert_eq!(restored, sent, "restored 1 GiB stream differs from what was backed up");
 }
 
-#[test]
-fn inserting_100_bytes_mid_stream_adds_about_one_chunk() {
-    let repo = Repo::init();
+fn inserting_100_bytes_mid_stream_adds_about_one_chunk(b: Backend) {
+    let repo = Repo::init_on(b);
     let original = random_bytes(64, 64 * MIB);
     let first = repo.backup_stdin("db", &original);
     assert_eq!(num(&first, "summary.chunks_new"), num(&first, "summary.chunks"));
-    let before = repo.size();
+    let before = repo.stored_bytes();
 
     let mut edited = Vec::with_capacity(original.len() + 100);
     edited.extend_from_slice(&original[..32 * MIB]);
     edited.extend_from_slice(&random_bytes(100, 100));
     edited.extend_from_slice(&original[32 * MIB..]);
     let second = repo.backup_stdin("db", &edited);
-    let growth = repo.size() - before;
+    let growth = repo.stored_bytes() - before;
     let chunks_new = num(&second, "summary.chunks_new");
     let bytes_new = num(&second, "summary.bytes_new");
 
@@ -96,15 +96,23 @@ fn inserting_100_bytes_mid_stream_adds_about_one_chunk() {
     assert!(repo.restore_stdout(text(&first, "snapshot_id"), &[]).ok().stdout == original);
 }
 
-#[test]
-fn identical_streams_under_different_names_share_storage() {
-    let repo = Repo::init();
+fn identical_streams_under_different_names_share_storage(b: Backend) {
+    let repo = Repo::init_on(b);
     let data = sql_like(9, 5 * MIB);
     repo.backup_stdin("primary", &data);
-    let before = repo.size();
+    let before = repo.stored_bytes();
     let file = repo.scratch("in").join("replica.sql");
     write_file(&file, &data);
     let v = repo.backup_command("replica", &[std::ffi::OsStr::new("cat"), file.as_os_str()]);
     assert_eq!(num(&v, "summary.chunks_new"), 0, "{v}");
-    assert!(repo.size() - before < 64 * 1024, "a duplicate stream from another source should add only metadata");
+    assert!(
+        repo.stored_bytes() - before < 64 * 1024,
+        "a duplicate stream from another source should add only metadata"
+    );
+}
+
+backend_tests! {
+    gib_stream_round_trips_and_a_second_backup_adds_under_one_percent,
+    inserting_100_bytes_mid_stream_adds_about_one_chunk,
+    identical_streams_under_different_names_share_storage,
 }

@@ -1,6 +1,7 @@
 //! A failed source never becomes a snapshot, and a crash or interruption
 //! leaves a repository that checks clean and takes the next backup
 //! (DESIGN.md principles 1 and 2).
+//! Every test runs on a local directory (`local::`) and on Garage (`garage::`).
 
 mod common;
 
@@ -21,7 +22,7 @@ fn backup_sh(repo: &Repo, name: &str, script: &str) -> Out {
 
 #[track_caller]
 fn assert_no_snapshot(repo: &Repo) {
-    assert!(repo.snapshot_files().is_empty(), "a snapshot manifest was written: {:?}", repo.snapshot_files());
+    assert!(repo.snapshot_objects().is_empty(), "a snapshot manifest was written: {:?}", repo.snapshot_objects());
     assert!(repo.snapshots().is_empty());
 }
 
@@ -38,9 +39,8 @@ fn assert_repository_healthy(repo: &Repo) {
     assert_eq!(repo.check(&["--read-data"]).0, 0);
 }
 
-#[test]
-fn command_exiting_non_zero_fails_with_its_stderr_and_no_snapshot() {
-    let repo = Repo::init();
+fn command_exiting_non_zero_fails_with_its_stderr_and_no_snapshot(b: Backend) {
+    let repo = Repo::init_on(b);
     let out = backup_sh(
         &repo,
         "db",
@@ -58,9 +58,8 @@ fn command_exiting_non_zero_fails_with_its_stderr_and_no_snapshot() {
     assert_eq!(repo.snapshots().len(), 1, "only the healthy backup exists");
 }
 
-#[test]
-fn command_killed_by_a_signal_fails_with_no_snapshot() {
-    let repo = Repo::init();
+fn command_killed_by_a_signal_fails_with_no_snapshot(b: Backend) {
+    let repo = Repo::init_on(b);
     let out = backup_sh(&repo, "db", "head -c 2000000 /dev/urandom; echo 'about to die' >&2; kill -9 $$");
     assert_ne!(out.code(), Some(0), "a killed source must fail the backup");
     assert_eq!(out.code(), Some(5), "{}", out.stderr);
@@ -70,9 +69,8 @@ fn command_killed_by_a_signal_fails_with_no_snapshot() {
     assert_repository_healthy(&repo);
 }
 
-#[test]
-fn sigkill_of_drtool_mid_backup_leaves_a_healthy_repository() {
-    let repo = Repo::init();
+fn sigkill_of_drtool_mid_backup_leaves_a_healthy_repository(b: Backend) {
+    let repo = Repo::init_on(b);
     let mut reaper =
         Reaper::new(repo.cmd(["backup", "--stdin", "--name", "big"]).stdin(Stdio::piped()).spawn().unwrap());
     let child = &mut reaper.child;
@@ -91,7 +89,7 @@ fn sigkill_of_drtool_mid_backup_leaves_a_healthy_repository() {
         }
     });
     // Kill once packs are being stored: at least two packs, not yet any snapshot.
-    let stored = wait_until(Duration::from_secs(60), || repo.packs().len() >= 2);
+    let stored = wait_until(Duration::from_secs(60), || repo.pack_objects().len() >= 2);
     send_signal(child.id(), libc::SIGKILL);
     let status = wait_timeout(child, Duration::from_secs(10));
     writer.join().unwrap();
@@ -110,8 +108,8 @@ fn sigkill_of_drtool_mid_backup_leaves_a_healthy_repository() {
 
 /// SIGINT or SIGTERM while a command is being backed up: exit 130, no
 /// snapshot, and the command (with its whole process group) is stopped.
-fn interrupt_command_backup(sig: i32, sig_name: &str) {
-    let repo = Repo::init();
+fn interrupt_command_backup(b: Backend, sig: i32, sig_name: &str) {
+    let repo = Repo::init_on(b);
     let mut args: Vec<&std::ffi::OsStr> = vec!["backup".as_ref(), "--name".as_ref(), "db".as_ref(), "--".as_ref()];
     // 50 MB then a long pause: drtool is mid-stream, waiting for more data.
     args.extend(sh("head -c 80000000 /dev/urandom; sleep 30; echo never"));
@@ -123,11 +121,11 @@ fn interrupt_command_backup(sig: i32, sig_name: &str) {
     let mut source_pid = None;
     let started = wait_until(Duration::from_secs(60), || {
         source_pid = children_of(pid).first().copied();
-        source_pid.is_some() && !repo.packs().is_empty()
+        source_pid.is_some() && !repo.pack_objects().is_empty()
     });
     let source_pid = source_pid.expect("the source command never started");
     reaper.group = Some(source_pid);
-    assert!(started, "the backup never stored a pack ({} packs)", repo.packs().len());
+    assert!(started, "the backup never stored a pack ({} packs)", repo.pack_objects().len());
     assert!(!live_group_members(source_pid).is_empty());
 
     send_signal(pid, sig);
@@ -143,21 +141,18 @@ fn interrupt_command_backup(sig: i32, sig_name: &str) {
     assert_repository_healthy(&repo);
 }
 
-#[test]
-fn sigint_mid_backup_exits_130_and_stops_the_command() {
-    interrupt_command_backup(libc::SIGINT, "SIGINT");
+fn sigint_mid_backup_exits_130_and_stops_the_command(b: Backend) {
+    interrupt_command_backup(b, libc::SIGINT, "SIGINT");
 }
 
-#[test]
-fn sigterm_mid_backup_exits_130_and_stops_the_command() {
-    interrupt_command_backup(libc::SIGTERM, "SIGTERM");
+fn sigterm_mid_backup_exits_130_and_stops_the_command(b: Backend) {
+    interrupt_command_backup(b, libc::SIGTERM, "SIGTERM");
 }
 
-#[test]
-fn sigint_while_stdin_stays_open_exits_promptly_with_130() {
+fn sigint_while_stdin_stays_open_exits_promptly_with_130(b: Backend) {
     // The stdin reader blocks in read(2) on a pipe that never closes: drtool
     // must still stop on SIGINT instead of waiting for more input.
-    let repo = Repo::init();
+    let repo = Repo::init_on(b);
     let mut reaper =
         Reaper::new(repo.cmd(["backup", "--stdin", "--name", "db"]).stdin(Stdio::piped()).spawn().unwrap());
     let stderr = collect(reaper.child.stderr.take().unwrap());
@@ -165,7 +160,7 @@ fn sigint_while_stdin_stays_open_exits_promptly_with_130() {
     let mut stdin = reaper.child.stdin.take().unwrap();
     stdin.write_all(&random_bytes(4, 40 * MIB)).unwrap();
     stdin.flush().unwrap();
-    assert!(wait_until(Duration::from_secs(60), || !repo.packs().is_empty()), "no pack stored");
+    assert!(wait_until(Duration::from_secs(60), || !repo.pack_objects().is_empty()), "no pack stored");
     send_signal(reaper.child.id(), libc::SIGINT);
     let status = wait_timeout(&mut reaper.child, Duration::from_secs(10));
     drop(stdin);
@@ -177,11 +172,20 @@ fn sigint_while_stdin_stays_open_exits_promptly_with_130() {
     assert_repository_healthy(&repo);
 }
 
-#[test]
-fn missing_source_path_fails_with_exit_5_and_no_snapshot() {
-    let repo = Repo::init();
+fn missing_source_path_fails_with_exit_5_and_no_snapshot(b: Backend) {
+    let repo = Repo::init_on(b);
     let missing = repo.dir.path().join("no-such-dir");
     let out = repo.run([std::ffi::OsStr::new("backup"), missing.as_os_str()]).expect_code(5);
     assert!(out.stderr.contains("no-such-dir"), "{}", out.stderr);
     assert_no_snapshot(&repo);
+}
+
+backend_tests! {
+    command_exiting_non_zero_fails_with_its_stderr_and_no_snapshot,
+    command_killed_by_a_signal_fails_with_no_snapshot,
+    sigkill_of_drtool_mid_backup_leaves_a_healthy_repository,
+    sigint_mid_backup_exits_130_and_stops_the_command,
+    sigterm_mid_backup_exits_130_and_stops_the_command,
+    sigint_while_stdin_stays_open_exits_promptly_with_130,
+    missing_source_path_fails_with_exit_5_and_no_snapshot,
 }

@@ -1,47 +1,44 @@
 //! Damage is detected and never restored: a flipped byte in a pack makes
 //! `check --read-data` name the pack and the snapshots it affects, and makes
 //! `restore` fail with exit 4 without writing a single wrong byte.
+//! Every test runs on a local directory (`local::`) and on Garage (`garage::`);
+//! on Garage the damage is done through S3 (read the object, change it, put it back).
 
 mod common;
 
 use common::*;
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
-fn flip_byte(path: &Path, at: usize) {
-    let mut b = std::fs::read(path).unwrap();
-    b[at] ^= 0x40;
-    std::fs::write(path, b).unwrap();
-}
-
-fn pack_set(repo: &Repo) -> BTreeSet<PathBuf> {
-    repo.packs().into_iter().collect()
+/// Pack object names and their sizes.
+fn pack_set(repo: &Repo) -> BTreeMap<String, u64> {
+    repo.pack_objects().into_iter().collect()
 }
 
 /// A repository with a "victim" stream whose packs are separate from a
-/// "bystander" stream's; returns (repo, victim data, victim id, bystander data, bystander id, victim packs).
-fn two_snapshots() -> (Repo, Vec<u8>, String, Vec<u8>, String, Vec<PathBuf>) {
-    let repo = Repo::init();
+/// "bystander" stream's; returns (repo, victim data, victim id, bystander data, bystander id,
+/// victim packs as (object name, size)).
+fn two_snapshots(b: Backend) -> (Repo, Vec<u8>, String, Vec<u8>, String, Vec<(String, u64)>) {
+    let repo = Repo::init_on(b);
     let victim = random_bytes(6, 7 * MIB);
     let v1 = repo.backup_stdin("victim", &victim);
-    let victim_packs: Vec<PathBuf> = pack_set(&repo).into_iter().collect();
+    let victim_packs: Vec<(String, u64)> = pack_set(&repo).into_iter().collect();
     assert!(!victim_packs.is_empty());
     let bystander = random_bytes(7, 3 * MIB);
     let v2 = repo.backup_stdin("bystander", &bystander);
     let (vid, bid) = (text(&v1, "snapshot_id").to_string(), text(&v2, "snapshot_id").to_string());
+    let all = pack_set(&repo);
+    assert!(victim_packs.iter().all(|(n, _)| all.contains_key(n)) && all.len() > victim_packs.len());
     (repo, victim, vid, bystander, bid, victim_packs)
 }
 
-#[test]
-fn flipped_byte_in_a_pack_is_found_named_and_never_restored() {
-    let (repo, victim, vid, bystander, bid, victim_packs) = two_snapshots();
+fn flipped_byte_in_a_pack_is_found_named_and_never_restored(b: Backend) {
+    let (repo, victim, vid, bystander, bid, victim_packs) = two_snapshots(b);
     assert_eq!(repo.check(&["--read-data"]).0, 0, "a fresh repository checks clean");
 
     // Damage the victim's largest pack in the middle (inside a blob).
-    let pack = victim_packs.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap().clone();
-    let pack_id = file_name(&pack);
-    let len = std::fs::metadata(&pack).unwrap().len() as usize;
-    flip_byte(&pack, len / 2);
+    let (pack, len) = victim_packs.iter().max_by_key(|(_, len)| *len).unwrap().clone();
+    let pack_id = object_id(&pack).to_string();
+    repo.flip_object_byte(&pack, len as usize / 2);
 
     // Structural check does not read pack contents: it still passes (decided by running it).
     let (code, report) = repo.check(&[]);
@@ -82,9 +79,8 @@ fn flipped_byte_in_a_pack_is_found_named_and_never_restored() {
     assert!(repo.restore_stdout(&bid, &[]).ok().stdout == bystander);
 }
 
-#[test]
-fn damaged_file_in_a_tree_is_not_left_behind() {
-    let repo = Repo::init();
+fn damaged_file_in_a_tree_is_not_left_behind(b: Backend) {
+    let repo = Repo::init_on(b);
     let big = random_bytes(11, 5 * MIB);
     // Store big.bin's chunks first (as a stream: same content, same chunks), so the
     // tree backup adds only its metadata and the file's packs can be damaged alone.
@@ -96,9 +92,9 @@ fn damaged_file_in_a_tree_is_not_left_behind() {
     write_file(&root.join("small.txt"), b"small\n");
     let v = repo.backup_paths(&[&root]);
     assert_eq!(num(&v, "summary.chunks_new"), 2, "only small.txt and the tree metadata are new: {v}");
-    for p in &content_packs {
-        let len = std::fs::metadata(p).unwrap().len() as usize;
-        flip_byte(p, len / 2);
+    assert!(!content_packs.is_empty());
+    for (p, len) in &content_packs {
+        repo.flip_object_byte(p, *len as usize / 2);
     }
     let target = repo.scratch("restore");
     let out = repo.restore_target(text(&v, "snapshot_id"), &target, &[]).expect_code(4);
@@ -107,12 +103,11 @@ fn damaged_file_in_a_tree_is_not_left_behind() {
     assert!(!restored.exists(), "a partially restored file must be removed");
 }
 
-#[test]
-fn missing_pack_is_reported_without_reading_data() {
-    let (repo, _victim, vid, bystander, bid, victim_packs) = two_snapshots();
-    let pack = &victim_packs[0];
-    let pack_id = file_name(pack);
-    std::fs::remove_file(pack).unwrap();
+fn missing_pack_is_reported_without_reading_data(b: Backend) {
+    let (repo, _victim, vid, bystander, bid, victim_packs) = two_snapshots(b);
+    let pack = &victim_packs[0].0;
+    let pack_id = object_id(pack).to_string();
+    repo.delete_object(pack);
 
     let (code, report) = repo.check(&[]);
     assert_eq!(code, 4, "{report}");
@@ -130,14 +125,13 @@ fn missing_pack_is_reported_without_reading_data() {
     assert!(repo.restore_stdout(&bid, &[]).ok().stdout == bystander);
 }
 
-#[test]
-fn damaged_metadata_is_reported_by_check() {
-    let (repo, _victim, vid, _bystander, _bid, _packs) = two_snapshots();
+fn damaged_metadata_is_reported_by_check(b: Backend) {
+    let (repo, _victim, vid, _bystander, _bid, _packs) = two_snapshots(b);
     // A damaged snapshot manifest.
-    let snap = repo.path.join("snapshots").join(&vid);
-    assert!(snap.is_file());
-    let len = std::fs::metadata(&snap).unwrap().len() as usize;
-    flip_byte(&snap, len / 2);
+    let snap = format!("snapshots/{vid}");
+    assert!(repo.snapshot_objects().contains(&snap), "{:?}", repo.snapshot_objects());
+    let len = repo.read_object(&snap).len();
+    repo.flip_object_byte(&snap, len / 2);
     let (code, report) = repo.check(&[]);
     assert_eq!(code, 4, "{report}");
     let errors = report["errors"].as_array().unwrap();
@@ -147,11 +141,17 @@ fn damaged_metadata_is_reported_by_check() {
     assert!(out.stderr.contains("damaged"), "{}", out.stderr);
 
     // A damaged index file.
-    let index = std::fs::read_dir(repo.path.join("index")).unwrap().next().unwrap().unwrap().path();
-    let len = std::fs::metadata(&index).unwrap().len() as usize;
-    flip_byte(&index, len / 2);
+    let (index, len) = repo.objects("index/").into_iter().next().expect("an index object");
+    repo.flip_object_byte(&index, len as usize / 2);
     let (code, report) = repo.check(&[]);
     assert_eq!(code, 4, "{report}");
     let errors = report["errors"].as_array().unwrap();
-    assert!(errors.iter().any(|e| e.as_str().unwrap().contains(&file_name(&index))), "{report}");
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains(object_id(&index))), "{report}");
+}
+
+backend_tests! {
+    flipped_byte_in_a_pack_is_found_named_and_never_restored,
+    damaged_file_in_a_tree_is_not_left_behind,
+    missing_pack_is_reported_without_reading_data,
+    damaged_metadata_is_reported_by_check,
 }

@@ -1,6 +1,8 @@
 //! Streams restore byte-identical, from stdin and from a command, to stdout
 //! and to a directory. (The 1 GiB round trip lives in dedup.rs, where the same
 //! stream is also backed up twice, to keep 1 GiB cases to one.)
+//! Every test runs twice: `local::` on a directory, `garage::` on a real
+//! Garage S3 server (see `backend_tests!` in tests/common/backend.rs).
 
 mod common;
 
@@ -55,9 +57,8 @@ fn assert_summary(v: &serde_json::Value, name: &str, len: usize) {
     }
 }
 
-#[test]
-fn stdin_streams_round_trip_to_stdout_and_target() {
-    let repo = Repo::init();
+fn stdin_streams_round_trip_to_stdout_and_target(b: Backend) {
+    let repo = Repo::init_on(b);
     let mut ids = Vec::new();
     for (name, data) in cases() {
         let v = repo.backup_stdin(&name, &data);
@@ -79,9 +80,8 @@ fn stdin_streams_round_trip_to_stdout_and_target() {
     assert!(num(sql7, "summary.bytes_stored") < (7 * MIB as u64) / 2, "SQL-like text did not compress: {sql7}");
 }
 
-#[test]
-fn command_streams_round_trip_to_stdout_and_target() {
-    let repo = Repo::init();
+fn command_streams_round_trip_to_stdout_and_target(b: Backend) {
+    let repo = Repo::init_on(b);
     let inputs = repo.scratch("inputs");
     for (name, data) in cases() {
         let file = inputs.join(&name);
@@ -105,9 +105,8 @@ fn command_streams_round_trip_to_stdout_and_target() {
     }
 }
 
-#[test]
-fn stream_restore_never_overwrites_an_existing_file() {
-    let repo = Repo::init();
+fn stream_restore_never_overwrites_an_existing_file(b: Backend) {
+    let repo = Repo::init_on(b);
     let v = repo.backup_stdin("dump.sql", b"restored content\n");
     let id = text(&v, "snapshot_id");
     let target = repo.scratch("target");
@@ -118,13 +117,19 @@ fn stream_restore_never_overwrites_an_existing_file() {
     assert_eq!(std::fs::read(target.join("dump.sql")).unwrap(), b"precious local file\n");
 }
 
-#[test]
-fn restore_of_tree_to_stdout_is_a_usage_error() {
-    let repo = Repo::init();
+fn restore_of_tree_to_stdout_is_a_usage_error(b: Backend) {
+    let repo = Repo::init_on(b);
     let src = repo.scratch("tree");
     write_file(&src.join("f"), b"x");
     repo.backup_paths(&[Path::new(&src)]);
     let out = repo.restore_stdout("latest", &[]).expect_code(2);
     assert!(out.stdout.is_empty(), "nothing may be written to stdout");
     assert!(out.stderr.contains("--target"), "should say how to restore a tree: {}", out.stderr);
+}
+
+backend_tests! {
+    stdin_streams_round_trip_to_stdout_and_target,
+    command_streams_round_trip_to_stdout_and_target,
+    stream_restore_never_overwrites_an_existing_file,
+    restore_of_tree_to_stdout_is_a_usage_error,
 }

@@ -1,6 +1,7 @@
 //! Streams are always read in full (DESIGN.md: rustic once stored yesterday's
 //! stdin under today's snapshot). A new stream under an old name is a new
 //! stream, even with the same size and the same command line.
+//! Every test runs on a local directory (`local::`) and on Garage (`garage::`).
 
 mod common;
 
@@ -32,9 +33,8 @@ fn assert_latest_is_b_and_older_is_a(repo: &Repo, older: &str, a: &[u8], b: &[u8
     assert!(std::fs::read(target.path().join("db")).unwrap() == b);
 }
 
-#[test]
-fn stdin_stream_with_same_name_and_size_is_read_again() {
-    let repo = Repo::init();
+fn stdin_stream_with_same_name_and_size_is_read_again(b: Backend) {
+    let repo = Repo::init_on(b);
     let (a, b) = a_and_b();
     let first = repo.backup_stdin("db", &a);
     let second = repo.backup_stdin("db", &b);
@@ -48,9 +48,8 @@ fn stdin_stream_with_same_name_and_size_is_read_again() {
     assert_eq!(repo.restore_stdout("latest", &[]).ok().stdout, b"unrelated");
 }
 
-#[test]
-fn command_stream_with_same_argv_size_and_mtime_is_read_again() {
-    let repo = Repo::init();
+fn command_stream_with_same_argv_size_and_mtime_is_read_again(b: Backend) {
+    let repo = Repo::init_on(b);
     let (a, b) = a_and_b();
     let file = repo.scratch("src").join("dump.sql");
     write_file(&file, &a);
@@ -74,4 +73,9 @@ fn command_stream_with_same_argv_size_and_mtime_is_read_again() {
     assert!(repo.restore_stdout(text(&second, "snapshot_id"), &[]).ok().stdout == b);
     let snaps: Vec<_> = repo.snapshots().into_iter().filter(|s| s["name"] == "db").collect();
     assert_eq!(snaps.len(), 3);
+}
+
+backend_tests! {
+    stdin_stream_with_same_name_and_size_is_read_again,
+    command_stream_with_same_argv_size_and_mtime_is_read_again,
 }

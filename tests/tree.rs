@@ -1,5 +1,6 @@
 //! File trees restore identical: contents, kinds, symlink targets, modes and
 //! nanosecond mtimes, including odd names (unicode, non-UTF-8 bytes).
+//! Every test runs on a local directory (`local::`) and on Garage (`garage::`).
 
 mod common;
 
@@ -141,9 +142,8 @@ fn assert_same_tree(expected: &BTreeMap<Vec<u8>, Entry>, got: &BTreeMap<Vec<u8>,
     }
 }
 
-#[test]
-fn tree_round_trips_with_metadata() {
-    let repo = Repo::init();
+fn tree_round_trips_with_metadata(b: Backend) {
+    let repo = Repo::init_on(b);
     let src = repo.scratch("src");
     let root = build_tree(&src);
     let expected = describe(&root);
@@ -170,9 +170,8 @@ fn tree_round_trips_with_metadata() {
     assert_same_tree(&expected, &describe(&root));
 }
 
-#[test]
-fn unchanged_tree_backs_up_without_new_data_and_changes_are_seen() {
-    let repo = Repo::init();
+fn unchanged_tree_backs_up_without_new_data_and_changes_are_seen(b: Backend) {
+    let repo = Repo::init_on(b);
     let src = repo.scratch("src");
     let root = src.join("t");
     write_file(&root.join("one.txt"), &random_bytes(1, 600_000));
@@ -193,4 +192,9 @@ fn unchanged_tree_backs_up_without_new_data_and_changes_are_seen() {
     repo.restore_target(text(&third, "snapshot_id"), &target, &[]).ok();
     assert_eq!(fs::read(target.join("t/sub/two.txt")).unwrap(), b"TWO\n");
     assert_eq!(fs::read(target.join("t/one.txt")).unwrap(), random_bytes(1, 600_000));
+}
+
+backend_tests! {
+    tree_round_trips_with_metadata,
+    unchanged_tree_backs_up_without_new_data_and_changes_are_seen,
 }

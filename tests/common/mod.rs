@@ -7,6 +7,12 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
+pub mod garage;
+
+#[allow(unused_imports)]
+pub use backend::{Backend, object_id};
+
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
@@ -198,11 +204,16 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 // ---------------------------------------------------------------- repository
 
-/// A repository in its own temporary directory, opened with `password`.
+/// A repository opened with `password`, with a temporary directory for
+/// scratch data. Local by default (`path`); `Repo::init_on(Backend::Garage(..))`
+/// puts it under a fresh prefix on a Garage server instead (then `path` is not
+/// the repository: use the backend-neutral helpers in backend.rs).
 pub struct Repo {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     pub password: String,
+    /// On S3: the server, the `s3://` address and a store handle on it.
+    pub s3: Option<(&'static garage::GarageEnv, String, drtool::store::s3::S3Store)>,
 }
 
 impl Repo {
@@ -218,7 +229,7 @@ impl Repo {
     pub fn uninitialised() -> Repo {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("repo");
-        Repo { dir, path, password: PASSWORD.to_string() }
+        Repo { dir, path, password: PASSWORD.to_string(), s3: None }
     }
 
     /// A scratch directory next to the repository (not inside it).
@@ -243,7 +254,14 @@ impl Repo {
         S: AsRef<OsStr>,
     {
         let mut c = drtool();
-        c.arg("--repo").arg(&self.path).args(args).env("DRTOOL_PASSWORD", password);
+        match &self.s3 {
+            None => c.arg("--repo").arg(&self.path),
+            Some((g, url, _)) => {
+                g.apply(&mut c);
+                c.arg("--repo").arg(url)
+            }
+        };
+        c.args(args).env("DRTOOL_PASSWORD", password);
         c
     }
 
@@ -328,8 +346,16 @@ impl Repo {
         (code, out.json())
     }
 
+    /// The file-system helpers below see only local repositories; on S3 they
+    /// would silently find nothing, so they refuse.
+    #[track_caller]
+    fn assert_local(&self, what: &str) {
+        assert!(self.s3.is_none(), "Repo::{what} is for local repositories; use the backend-neutral helpers");
+    }
+
     /// Every regular file under the repository directory.
     pub fn files(&self) -> Vec<PathBuf> {
+        self.assert_local("files");
         let mut out = Vec::new();
         walk_files(&self.path, &mut out);
         out.sort();
@@ -338,11 +364,13 @@ impl Repo {
 
     /// Total bytes of all files under the repository directory.
     pub fn size(&self) -> u64 {
+        self.assert_local("size");
         self.files().iter().map(|p| std::fs::symlink_metadata(p).map(|m| m.len()).unwrap_or(0)).sum()
     }
 
     /// Pack files (`data/<xx>/<pack id>`), without temp files.
     pub fn packs(&self) -> Vec<PathBuf> {
+        self.assert_local("packs");
         let mut out = Vec::new();
         walk_files(&self.path.join("data"), &mut out);
         out.retain(|p| !file_name(p).starts_with(".tmp"));
@@ -352,6 +380,7 @@ impl Repo {
 
     /// Objects under `snapshots/`.
     pub fn snapshot_files(&self) -> Vec<PathBuf> {
+        self.assert_local("snapshot_files");
         let mut out = Vec::new();
         walk_files(&self.path.join("snapshots"), &mut out);
         out.retain(|p| !file_name(p).starts_with(".tmp"));
