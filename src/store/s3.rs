@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption, StorageClass};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption, StorageClass,
+};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use std::time::Duration;
 
@@ -100,6 +102,29 @@ fn short(s: &str) -> String {
     if one.len() > 300 { format!("{}...", &one[..one.floor_char_boundary(300)]) } else { one }
 }
 
+/// Apply storage class, server-side encryption and Object Lock settings to a
+/// PutObject or CreateMultipartUpload request (same setters, different types).
+macro_rules! with_object_options {
+    ($store:expr, $name:expr, $req:expr) => {{
+        let (opts, mut req) = (&$store.opts, $req);
+        if let Some(sc) = &opts.storage_class {
+            req = req.storage_class(StorageClass::from(sc.as_str()));
+        }
+        if let Some(sse) = &opts.sse {
+            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+        }
+        if let Some(k) = &opts.sse_kms_key_id {
+            req = req.ssekms_key_id(k);
+        }
+        if let Some(until) = $store.lock_until($name) {
+            req = req
+                .object_lock_mode(ObjectLockMode::from(opts.object_lock_mode.as_str()))
+                .object_lock_retain_until_date(until);
+        }
+        req
+    }};
+}
+
 impl S3Store {
     /// Build a client from the standard AWS environment/profile plus `opts`,
     /// then probe the bucket so that a wrong credential, a missing bucket or an
@@ -161,20 +186,11 @@ impl S3Store {
     }
 
     async fn put_single(&self, name: &str, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
-        let mut req = self.client.put_object().bucket(&self.opts.bucket).key(key).body(ByteStream::from(data));
-        if let Some(sc) = &self.opts.storage_class {
-            req = req.storage_class(StorageClass::from(sc.as_str()));
-        }
-        if let Some(sse) = &self.opts.sse {
-            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-        }
-        if let Some(k) = &self.opts.sse_kms_key_id {
-            req = req.ssekms_key_id(k);
-        }
-        if let Some(until) = self.lock_until(name) {
-            req = req
-                .object_lock_mode(ObjectLockMode::from(self.opts.object_lock_mode.as_str()))
-                .object_lock_retain_until_date(until);
+        let req = self.client.put_object().bucket(&self.opts.bucket).key(key).body(ByteStream::from(data));
+        let mut req = with_object_options!(self, name, req);
+        if self.lock_until(name).is_some() {
+            // S3 refuses Object Lock puts without a content checksum.
+            req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
         }
         // Payload signing would SHA-256 every byte a second time; the data is
         // already authenticated by AES-GCM and named by its hash, and TLS
@@ -184,21 +200,8 @@ impl S3Store {
     }
 
     async fn put_multipart(&self, name: &str, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
-        let mut req = self.client.create_multipart_upload().bucket(&self.opts.bucket).key(key);
-        if let Some(sc) = &self.opts.storage_class {
-            req = req.storage_class(StorageClass::from(sc.as_str()));
-        }
-        if let Some(sse) = &self.opts.sse {
-            req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-        }
-        if let Some(k) = &self.opts.sse_kms_key_id {
-            req = req.ssekms_key_id(k);
-        }
-        if let Some(until) = self.lock_until(name) {
-            req = req
-                .object_lock_mode(ObjectLockMode::from(self.opts.object_lock_mode.as_str()))
-                .object_lock_retain_until_date(until);
-        }
+        let req = self.client.create_multipart_upload().bucket(&self.opts.bucket).key(key);
+        let req = with_object_options!(self, name, req);
         let created = req.send().await.map_err(|e| self.err("start upload of", name, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         let part_size = self.opts.part_size.max(5 << 20);
