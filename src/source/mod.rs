@@ -2,6 +2,7 @@
 //! readers to the caller's feeder.
 
 pub mod command;
+pub mod mongo_archive;
 pub mod tree;
 
 #[derive(Debug, thiserror::Error)]
