@@ -93,7 +93,7 @@ fn server_killed_mid_backup_fails_cleanly_and_repository_stays_usable() {
     assert!(run(drtool(&g, &url, &["init"])).0.status.success());
     // A slow source: a first burst, then more data after the server is gone.
     let script = "head -c 60000000 /dev/urandom; sleep 3; head -c 60000000 /dev/urandom";
-    let mut child = drtool(&g, &url, &["backup", "--name", "db", "--", "sh", "-c", script])
+    let child = drtool(&g, &url, &["backup", "--name", "db", "--", "sh", "-c", script])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
