@@ -87,7 +87,10 @@ impl<R: Read> ArchiveValidator<R> {
                 return Err(ArchiveError::Truncated("ended before the collection metadata was complete".into()));
             }
             _ => {
-                return Err(ArchiveError::Truncated(format!("ended in the middle of a record at byte {}", self.offset)));
+                return Err(ArchiveError::Truncated(format!(
+                    "ended in the middle of a record at byte {}",
+                    self.offset
+                )));
             }
         }
         if let Some((ns, _)) = self.open.iter().find(|(_, closed)| !**closed) {
