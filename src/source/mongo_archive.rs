@@ -152,12 +152,8 @@ impl<R: Read> ArchiveValidator<R> {
                     self.state = State::Metadata;
                 }
                 State::Metadata => {
-                    if self.buf.len() < 4 {
-                        return Ok(());
-                    }
-                    if self.buf[..4] == TERMINATOR {
-                        self.consume(4);
-                        self.state = State::SegmentStart;
+                    let Some(end) = self.terminator_next() else { return Ok(()) };
+                    if end {
                         continue;
                     }
                     let Some(doc) = self.take_doc()? else { return Ok(()) };
@@ -185,22 +181,14 @@ impl<R: Read> ArchiveValidator<R> {
                     }
                 }
                 State::AfterEof => {
-                    if self.buf.len() < 4 {
-                        return Ok(());
-                    }
-                    if self.buf[..4] != TERMINATOR {
+                    let Some(end) = self.terminator_next() else { return Ok(()) };
+                    if !end {
                         return Err(self.malformed("EOF record not followed by the terminator"));
                     }
-                    self.consume(4);
-                    self.state = State::SegmentStart;
                 }
                 State::InSegment(ns) => {
-                    if self.buf.len() < 4 {
-                        return Ok(());
-                    }
-                    if self.buf[..4] == TERMINATOR {
-                        self.consume(4);
-                        self.state = State::SegmentStart;
+                    let Some(end) = self.terminator_next() else { return Ok(()) };
+                    if end {
                         continue;
                     }
                     let Some(len) = self.doc_len()? else { return Ok(()) };
@@ -209,6 +197,20 @@ impl<R: Read> ArchiveValidator<R> {
                 }
             }
         }
+    }
+
+    /// `None`: need more bytes. `Some(true)`: a terminator was consumed and the
+    /// next namespace segment starts. `Some(false)`: a document follows.
+    fn terminator_next(&mut self) -> Option<bool> {
+        if self.buf.len() < 4 {
+            return None;
+        }
+        if self.buf[..4] != TERMINATOR {
+            return Some(false);
+        }
+        self.consume(4);
+        self.state = State::SegmentStart;
+        Some(true)
     }
 
     /// Take a whole (small) document from the buffer, if it is all there.
