@@ -1,9 +1,11 @@
 //! drtool: backup and disaster recovery for databases and volumes.
 //!
 //! Layers, top to bottom (lower never imports higher):
-//! cli -> job -> source/target -> repo -> pipeline -> store.
+//! cli -> job -> source/target -> engine -> repo -> pipeline -> store
+//! (`engine` holds what source and target share about database servers).
 
 pub mod cli;
+pub mod engine;
 pub mod job;
 pub mod pipeline;
 pub mod repo;

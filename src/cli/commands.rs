@@ -4,6 +4,7 @@ use super::exit::{self, Failure};
 use super::output::outln;
 use super::output::{bytes, print_json, rate};
 use super::{BackupArgs, CheckArgs, Cli, Command, Global, RestoreArgs, secrets};
+use crate::engine::{DbUrl, Password};
 use crate::job::backup::{self, BackupRequest, BackupSource};
 use crate::job::restore::{self, RestoreTarget};
 use crate::repo::check::{ReadData, check};
@@ -75,11 +76,20 @@ async fn init(g: &Global) -> Result<u8, Failure> {
 }
 
 fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
-    let kinds = usize::from(a.stdin) + usize::from(!a.command.is_empty()) + usize::from(!a.paths.is_empty());
+    let kinds = usize::from(a.stdin)
+        + usize::from(!a.command.is_empty())
+        + usize::from(!a.paths.is_empty())
+        + usize::from(a.source.is_some());
     if kinds != 1 {
-        return Err(Failure::usage("give exactly one source: PATH..., --stdin, or -- COMMAND [ARGS...]"));
+        return Err(Failure::usage("give exactly one source: PATH..., --stdin, --source URL, or -- COMMAND [ARGS...]"));
     }
-    let (source, name) = if a.stdin {
+    let (source, name) = if let Some(url) = &a.source {
+        let url = DbUrl::parse(url).map_err(|e| Failure::usage(e.to_string()))?;
+        let pw = Password::load(url.engine, a.source_password_file.as_deref(), "DRTOOL_SOURCE_PASSWORD")
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        let name = a.name.unwrap_or_else(|| crate::job::dbbackup::default_name(&url));
+        (BackupSource::Database(url, pw), name)
+    } else if a.stdin {
         (BackupSource::Stdin, a.name.ok_or_else(|| Failure::usage("--stdin needs --name"))?)
     } else if !a.command.is_empty() {
         (BackupSource::Command(a.command), a.name.ok_or_else(|| Failure::usage("a command backup needs --name"))?)
@@ -192,11 +202,14 @@ async fn snapshots(g: &Global, name: Option<&str>) -> Result<u8, Failure> {
 }
 
 async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
+    if a.to.is_some() {
+        return super::dbrestore::run(g, a).await;
+    }
     let target = match (a.target, a.stdout) {
         (Some(dir), false) => RestoreTarget::Dir(dir),
         (None, true) => RestoreTarget::Stdout,
         _ => {
-            return Err(Failure::usage("choose where to restore: --target DIR or --stdout"));
+            return Err(Failure::usage("choose where to restore: --target DIR, --stdout or --to URL"));
         }
     };
     let repo = open_repo(g).await?;

@@ -1,8 +1,11 @@
 //! Exit codes (documented in docs/EXIT_CODES.md and the README).
 
+use crate::engine::EngineError;
 use crate::job::JobError;
 use crate::repo::RepoError;
+use crate::source::db::DumpError;
 use crate::store::{BackendErrorKind, StoreError};
+use crate::target::db::RestoreError;
 
 pub fn store_code(e: &StoreError) -> u8 {
     match e.backend_kind() {
@@ -25,6 +28,8 @@ pub const USAGE: u8 = 2;
 pub const PARTIAL: u8 = 3;
 pub const DAMAGED: u8 = 4;
 pub const SOURCE_FAILED: u8 = 5;
+pub const REFUSED: u8 = 6;
+pub const TARGET_FAILED: u8 = 7;
 pub const NO_REPOSITORY: u8 = 10;
 pub const LOCKED: u8 = 11;
 pub const WRONG_PASSWORD: u8 = 12;
@@ -74,10 +79,21 @@ impl From<JobError> for Failure {
             JobError::Repo(r) => repo_code(r),
             JobError::Source(_) => SOURCE_FAILED,
             JobError::Target(_) => ERROR,
-            JobError::Interrupted(_) => INTERRUPTED,
+            JobError::Interrupted(_) | JobError::RestoreInterrupted(_) => INTERRUPTED,
+            JobError::Refused(_) => REFUSED,
+            JobError::Restore(RestoreError::Engine(EngineError::Usage(_))) => USAGE,
+            JobError::Restore(_) => TARGET_FAILED,
             JobError::Usage(_) => USAGE,
+            JobError::Dump(d) => dump_code(d),
         };
         Failure::new(code, e)
+    }
+}
+
+pub fn dump_code(e: &DumpError) -> u8 {
+    match e {
+        DumpError::Engine(EngineError::Usage(_)) => USAGE,
+        _ => SOURCE_FAILED,
     }
 }
 

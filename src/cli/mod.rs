@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and output; no logic of its own.
 
 mod commands;
+mod dbrestore;
 pub mod exit;
 mod keycmd;
 pub mod output;
@@ -60,6 +61,14 @@ pub enum Command {
 pub struct BackupArgs {
     /// Files and directories to back up.
     pub paths: Vec<PathBuf>,
+    /// A database server to dump: mysql://USER@HOST:PORT/DB1,DB2 (no path: all databases),
+    /// postgres://USER@HOST:PORT/DB, mongodb://USER@HOST:PORT/[DB][?oplog=true].
+    /// The password comes from --source-password-file, DRTOOL_SOURCE_PASSWORD, MYSQL_PWD or PGPASSWORD.
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// File holding the database password for --source.
+    #[arg(long, value_name = "FILE", requires = "source")]
+    pub source_password_file: Option<PathBuf>,
     /// Back up standard input as one stream (needs --name).
     #[arg(long)]
     pub stdin: bool,
@@ -95,8 +104,31 @@ pub struct RestoreArgs {
     #[arg(long, conflicts_with = "stdout")]
     pub target: Option<PathBuf>,
     /// Write a stream snapshot to standard output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to")]
     pub stdout: bool,
+    /// Restore a database snapshot into a server: mysql://USER@HOST:PORT/[DB], postgres://..., mongodb://...
+    /// (a database in the URL restores only that one). Shows the plan and asks first.
+    #[arg(long, value_name = "URL", conflicts_with = "target")]
+    pub to: Option<String>,
+    /// Restore under another name: NEW (one database) or OLD=NEW (repeatable).
+    #[arg(long, value_name = "NEW|OLD=NEW", requires = "to")]
+    pub rename: Vec<String>,
+    /// Replace databases that exist on the target (MySQL: drop and recreate; PostgreSQL:
+    /// pg_restore --clean --if-exists; MongoDB: mongorestore --drop).
+    #[arg(long, visible_alias = "drop", requires = "to")]
+    pub clean: bool,
+    /// Also apply the snapshot's accounts / roles (MariaDB users, pg_dumpall --globals-only).
+    #[arg(long, requires = "to")]
+    pub with_globals: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y', requires = "to")]
+    pub yes: bool,
+    /// Show the plan and stop.
+    #[arg(long, requires = "to")]
+    pub dry_run: bool,
+    /// File holding the target server's password (else DRTOOL_TARGET_PASSWORD, MYSQL_PWD, PGPASSWORD).
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub to_password_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 
 use super::paths::ParentTrees;
 use super::{JobError, shutdown_signal};
+use crate::engine::{DbUrl, Password};
 use crate::repo::snapshot::{
     BackupSummary, Item, MANIFEST_VERSION, SnapshotManifest, SourceInfo, validate_stream_name,
 };
@@ -21,6 +22,8 @@ pub enum BackupSource {
     Stdin,
     Command(Vec<String>),
     Paths(Vec<PathBuf>),
+    /// A database server, dumped with the engine's own tools.
+    Database(DbUrl, Password),
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,8 @@ pub(super) struct FeedResult {
     pub items: Vec<Item>,
     pub source: SourceInfo,
     pub warnings: Vec<String>,
+    /// Facts for drills to compare against (row counts, ...).
+    pub fingerprints: serde_json::Value,
 }
 
 /// Run a backup. `observe` is called once with live counters (for progress display).
@@ -125,7 +130,7 @@ async fn backup_locked(
         },
         tags: req.tags.clone(),
         partial: !fed.warnings.is_empty(),
-        fingerprints: serde_json::Value::Null,
+        fingerprints: fed.fingerprints,
         drtool_version: env!("CARGO_PKG_VERSION").to_string(),
         parent,
     };
@@ -145,9 +150,10 @@ fn feed(
         BackupSource::Stdin => {
             let (stream, _) = feeder.write_stream(std::io::stdin().lock())?;
             Ok(FeedResult {
-                items: vec![Item::Stream { name: name.to_string(), size: stream.size, chunks: stream.chunks }],
+                items: vec![Item::plain_stream(name, stream.size, stream.chunks)],
                 source: SourceInfo { kind: "stdin".into(), details: serde_json::Value::Null },
                 warnings: vec![],
+                fingerprints: serde_json::Value::Null,
             })
         }
         BackupSource::Command(argv) => {
@@ -166,11 +172,13 @@ fn feed(
             // The stream counts only if the command succeeded.
             cmd.finish()?;
             Ok(FeedResult {
-                items: vec![Item::Stream { name: name.to_string(), size: stream.size, chunks: stream.chunks }],
+                items: vec![Item::plain_stream(name, stream.size, stream.chunks)],
                 source: SourceInfo { kind: "command".into(), details: serde_json::json!({ "argv": argv }) },
                 warnings: vec![],
+                fingerprints: serde_json::Value::Null,
             })
         }
         BackupSource::Paths(paths) => super::paths::feed_paths(feeder, paths, parents),
+        BackupSource::Database(url, password) => super::dbbackup::feed_database(feeder, url, password, child),
     }
 }

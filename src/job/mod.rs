@@ -1,11 +1,15 @@
 //! One run of an operation: source -> repository -> report, or repository -> target.
 
 pub mod backup;
+pub mod dbbackup;
+pub mod dbrestore;
 mod paths;
 pub mod restore;
 
 use crate::repo::RepoError;
 use crate::source::SourceError;
+use crate::source::db::DumpError;
+use crate::target::db::RestoreError;
 use crate::target::tree::TargetError;
 
 #[derive(Debug, thiserror::Error)]
@@ -16,8 +20,17 @@ pub enum JobError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Dump(#[from] DumpError),
     #[error("interrupted by {0}; no snapshot was written")]
     Interrupted(&'static str),
+    #[error("interrupted by {0}; the restore stopped part-way")]
+    RestoreInterrupted(&'static str),
+    /// The restore would overwrite data, or was not confirmed.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     #[error("{0}")]
     Usage(String),
 }

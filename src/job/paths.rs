@@ -122,5 +122,6 @@ pub(super) fn feed_paths(
         items,
         source: SourceInfo { kind: "paths".into(), details: serde_json::json!({ "paths": roots }) },
         warnings,
+        fingerprints: serde_json::Value::Null,
     })
 }

@@ -15,7 +15,17 @@ pub const MANIFEST_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Item {
     /// A byte stream (stdin, a command's stdout, a database dump).
-    Stream { name: String, size: u64, chunks: Vec<ChunkId> },
+    Stream {
+        name: String,
+        size: u64,
+        chunks: Vec<ChunkId>,
+        /// The database a dump stream holds (database sources only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        database: Option<String>,
+        /// How to restore it: `mysql-sql`, `mysql-users`, `pg-custom`, `pg-globals`, `mongodb-archive`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
+    },
     /// A file tree; its node list is itself stored as a chunked stream of JSON lines.
     Tree {
         /// The path that was backed up, as given on the command line (absolute).
@@ -29,6 +39,11 @@ pub enum Item {
 }
 
 impl Item {
+    /// A stream with no database meaning (stdin, a command).
+    pub fn plain_stream(name: &str, size: u64, chunks: Vec<ChunkId>) -> Self {
+        Item::Stream { name: name.to_string(), size, chunks, database: None, format: None }
+    }
+
     pub fn size(&self) -> u64 {
         match self {
             Item::Stream { size, .. } | Item::Tree { size, .. } => *size,

@@ -38,20 +38,27 @@ impl ChildHandle {
 
 impl CommandSource {
     pub fn spawn(argv: &[String], handle: &ChildHandle) -> Result<Self, SourceError> {
-        let display = argv.join(" ");
         let (prog, args) = argv.split_first().ok_or_else(|| SourceError::Spawn {
             command: "<empty>".into(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
         })?;
-        let mut child = Command::new(prog)
-            .args(args)
+        let mut cmd = Command::new(prog);
+        cmd.args(args);
+        Self::spawn_command(cmd, &argv.join(" "), handle)
+    }
+
+    /// Start a prepared command; `display` names it in errors (it must not
+    /// contain secrets, and the command's argv never does).
+    pub fn spawn_command(mut cmd: Command, display: &str, handle: &ChildHandle) -> Result<Self, SourceError> {
+        let display = display.to_string();
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Own process group: we decide when it stops, not the terminal.
             .process_group(0)
             .spawn()
-            .map_err(|source| SourceError::Spawn { command: prog.clone(), source })?;
+            .map_err(|source| SourceError::Spawn { command: display.clone(), source })?;
         if let Ok(mut g) = handle.0.lock() {
             *g = Some(child.id() as i32);
         }

@@ -2,7 +2,12 @@
 //! readers to the caller's feeder.
 
 pub mod command;
+pub mod db;
 pub mod mongo_archive;
+pub mod mongodb;
+pub mod mysql;
+pub mod mysql_dump;
+pub mod postgres;
 pub mod tree;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,10 @@
 //! Where restored bytes go. Targets never touch the store: they receive
 //! verified plaintext from the repository reader.
 
+pub mod db;
+pub mod mongodb;
+pub mod mysql;
+pub mod postgres;
 pub mod tree;
 
 use std::fs::{File, OpenOptions};
