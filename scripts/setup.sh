@@ -8,6 +8,18 @@ cd "$(dirname "$0")/.."
 ensure_cargo
 # Tests and the demo use only POSIX tools beyond Rust; python3 generates sample data.
 command -v python3 >/dev/null 2>&1 || apt_install python3
+# The database tests start private MariaDB and PostgreSQL servers of their own
+# (never the system services), so they need only the packages' binaries.
+if ! apt_install mariadb-server mariadb-client postgresql postgresql-contrib; then
+    # Where apt starts the packaged services (no policy-rc.d), one that cannot
+    # start (no init system, port 3306 or 5432 taken) fails its package's
+    # configure step although the binaries are in place.
+    [ -x /usr/sbin/mariadbd ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || {
+        echo "installing the MariaDB and PostgreSQL packages failed" >&2
+        exit 1
+    }
+    echo "warning: MariaDB/PostgreSQL packages installed but not fully configured (a service failed to start)" >&2
+fi
 cargo build --release --locked
 # The S3 tests run against a real Garage server, built once and cached.
 scripts/garage.sh install

@@ -22,6 +22,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Init => init(&g).await,
         Command::Backup(a) => backup_cmd(&g, a).await,
         Command::Snapshots { name } => snapshots(&g, name.as_deref()).await,
+        Command::Show { snapshot, name } => show(&g, &snapshot, name.as_deref()).await,
         Command::Restore(a) => restore_cmd(&g, a).await,
         Command::Check(a) => check_cmd(&g, a).await,
         Command::Key(k) => super::keycmd::run(&g, k).await,
@@ -173,6 +174,37 @@ fn snapshot_json(s: &Snapshot) -> serde_json::Value {
         "id": s.id, "short_id": s.id.short(), "time": m.time, "host": m.host, "name": m.name,
         "source": m.source.kind, "size": m.size(), "tags": m.tags, "partial": m.partial, "summary": m.summary,
     })
+}
+
+/// The manifest without chunk lists (they are long and say nothing to a reader).
+fn manifest_json(s: &Snapshot) -> Result<serde_json::Value, Failure> {
+    let mut v = serde_json::to_value(&s.manifest).map_err(|e| Failure::new(exit::ERROR, e))?;
+    if let Some(items) = v.get_mut("items").and_then(|i| i.as_array_mut()) {
+        for item in items.iter_mut().filter_map(|i| i.as_object_mut()) {
+            for key in ["chunks", "meta_chunks"] {
+                if let Some(n) = item.remove(key).and_then(|c| c.as_array().map(Vec::len)) {
+                    item.insert(format!("{key}_count"), n.into());
+                }
+            }
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("id".into(), s.id.to_string().into());
+    }
+    Ok(v)
+}
+
+async fn show(g: &Global, snapshot: &str, name: Option<&str>) -> Result<u8, Failure> {
+    let repo = open_repo(g).await?;
+    let snap = repo.find_snapshot(snapshot, name).await?;
+    let v = manifest_json(&snap)?;
+    if g.json {
+        print_json(&v)?;
+    } else {
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Failure::new(exit::ERROR, e))?;
+        outln!("{text}");
+    }
+    Ok(exit::OK)
 }
 
 async fn snapshots(g: &Global, name: Option<&str>) -> Result<u8, Failure> {

@@ -48,6 +48,15 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Show one snapshot's manifest: source details (server and tool versions,
+    /// binlog/WAL/oplog positions), streams and recorded row counts.
+    Show {
+        /// Snapshot id, unique prefix, or `latest`.
+        snapshot: String,
+        /// With `latest`: the latest snapshot with this name.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Restore a snapshot (an id, a unique id prefix, or `latest`).
     Restore(RestoreArgs),
     /// Verify the repository's structure, and with --read-data every stored byte.

@@ -280,6 +280,13 @@ async fn execute_locked(
         };
         let done = match fed {
             Ok(n) => tokio::task::block_in_place(|| running.finish()).map(|_| n).map_err(JobError::from),
+            Err(e) if running.input_closed() => {
+                // The tool quit early: its failure is the real story.
+                match tokio::task::block_in_place(|| running.finish()) {
+                    Err(tool) => Err(tool.into()),
+                    Ok(()) => Err(e),
+                }
+            }
             Err(e) => {
                 running.kill();
                 Err(e)

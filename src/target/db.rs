@@ -88,7 +88,15 @@ pub struct RunningRestore {
     child: Child,
     stdin: Option<ChildStdin>,
     output: Option<JoinHandle<Vec<u8>>>,
+    /// For small SQL streams that must be edited: the whole stream is held
+    /// and only lines the filter keeps reach the tool.
+    filter: Option<(Vec<u8>, LineFilter)>,
+    /// The tool stopped reading (it exited early, e.g. on an error).
+    input_closed: bool,
 }
+
+/// Decides per line (without its newline) whether it reaches the tool.
+pub type LineFilter = Box<dyn Fn(&str) -> bool + Send>;
 
 const OUTPUT_KEEP: usize = 64 * 1024;
 
@@ -119,18 +127,44 @@ impl RunningRestore {
                 keep
             })
         });
-        Ok(RunningRestore { tool: tool.to_string(), child, stdin, output })
+        Ok(RunningRestore { tool: tool.to_string(), child, stdin, output, filter: None, input_closed: false })
+    }
+
+    /// Hold the stream and pass only the lines `keep` accepts (for globals).
+    pub fn with_filter(mut self, keep: LineFilter) -> Self {
+        self.filter = Some((Vec::new(), keep));
+        self
     }
 
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        match &mut self.stdin {
+        if let Some((held, _)) = &mut self.filter {
+            held.extend_from_slice(data);
+            return Ok(());
+        }
+        let r = match &mut self.stdin {
             Some(s) => s.write_all(data),
             None => Err(io::Error::other("restore tool input already closed")),
+        };
+        if r.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe) {
+            self.input_closed = true;
         }
+        r
+    }
+
+    /// Whether the tool has stopped reading its input; then its own exit
+    /// status and stderr explain the failure better than the broken pipe.
+    pub fn input_closed(&self) -> bool {
+        self.input_closed
     }
 
     /// Close the input and wait: `Ok` only when the tool exits 0.
     pub fn finish(mut self) -> Result<(), RestoreError> {
+        if let Some((held, keep)) = self.filter.take() {
+            let text = String::from_utf8_lossy(&held);
+            let kept: String = text.split_inclusive('\n').filter(|l| keep(l.trim_end_matches(['\n', '\r']))).collect();
+            // A write error means the tool exited early; its status and stderr tell why.
+            let _ = self.write(kept.as_bytes());
+        }
         drop(self.stdin.take());
         let status = self.child.wait().map_err(|source| RestoreError::Spawn { tool: self.tool.clone(), source })?;
         let out = self.output.take().and_then(|h| h.join().ok()).unwrap_or_default();

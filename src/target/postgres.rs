@@ -24,6 +24,17 @@ impl PostgresTarget {
     }
 }
 
+/// Whether a pg_dumpall line creates or alters role `role`. The role drtool
+/// connects as is left alone: restoring its old password would lock us out.
+fn touches_role(line: &str, role: &str) -> bool {
+    let plain = role.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let quoted = ident(role);
+    [format!("CREATE ROLE {quoted}"), format!("ALTER ROLE {quoted} ")]
+        .into_iter()
+        .chain(plain.then(|| [format!("CREATE ROLE {role};"), format!("ALTER ROLE {role} ")]).into_iter().flatten())
+        .any(|p| line.starts_with(&p))
+}
+
 impl DatabaseTarget for PostgresTarget {
     fn engine(&self) -> Engine {
         Engine::Postgres
@@ -58,7 +69,10 @@ impl DatabaseTarget for PostgresTarget {
             // with `pg_dumpall -g | psql`; only a broken connection fails.
             let mut cmd = self.conn.command(&self.conn.tool("psql")?);
             cmd.args(["-X", "-q"]).arg(format!("--dbname={}", self.conn.conninfo("postgres")));
-            return RunningRestore::spawn(cmd, "psql (globals)");
+            let me = self.conn.url.user.clone().unwrap_or_else(|| "postgres".into());
+            return Ok(
+                RunningRestore::spawn(cmd, "psql (globals)")?.with_filter(Box::new(move |l| !touches_role(l, &me)))
+            );
         }
         let db = load.to.as_deref().or(load.from.as_deref()).ok_or_else(|| {
             EngineError::Usage("a pg_dump stream without a database cannot be restored into a server".into())
@@ -88,5 +102,20 @@ impl DatabaseTarget for PostgresTarget {
 
     fn drop_database(&self, db: &str) -> Result<(), EngineError> {
         self.conn.query("postgres", &format!("DROP DATABASE IF EXISTS {}", ident(db))).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::touches_role;
+
+    #[test]
+    fn the_connecting_role_is_left_alone() {
+        assert!(touches_role("CREATE ROLE postgres;", "postgres"));
+        assert!(touches_role("ALTER ROLE postgres WITH SUPERUSER PASSWORD 'SCRAM-SHA-256$x';", "postgres"));
+        assert!(!touches_role("ALTER ROLE postgres_app WITH LOGIN;", "postgres"));
+        assert!(!touches_role("CREATE ROLE app_owner;", "postgres"));
+        assert!(touches_role("ALTER ROLE \"Admin\" WITH LOGIN;", "Admin"));
+        assert!(!touches_role("ALTER ROLE admin WITH LOGIN;", "Admin"));
     }
 }

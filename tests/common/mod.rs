@@ -9,6 +9,8 @@
 
 pub mod backend;
 pub mod garage;
+pub mod mariadb;
+pub mod postgres;
 
 #[allow(unused_imports)]
 pub use backend::{Backend, object_id};
