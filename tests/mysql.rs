@@ -253,3 +253,28 @@ fn nightly_dumps_with_two_percent_of_rows_changed_store_little() {
     assert!(read > 60_000_000, "dump smaller than planned: {read}");
     assert!(s2 * 10 < s1, "second dump stored {s2} B, not under 10% of the first's {s1} B");
 }
+
+#[test]
+fn a_person_at_a_terminal_confirms_or_declines() {
+    let Some(db) = server() else { return };
+    let name = fresh_db("ask");
+    db.sql(None, &format!("CREATE DATABASE `{name}`"));
+    db.sql(Some(&name), "CREATE TABLE t (x INT); INSERT INTO t VALUES (1), (2)");
+    let repo = Repo::init();
+    run_db(&repo, db, &["backup", "--source", &db.url(&name)]).ok();
+    let copy = format!("{name}_asked");
+    // drtool's stdin is a pseudo-terminal on which the answer is typed.
+    let answer = |text: &str| {
+        let mut c = repo.cmd(["restore", "latest", "--to", &db.url(&name), "--rename", &copy]);
+        c.env("MYSQL_PWD", &db.password);
+        run_on_terminal(c, &format!("{text}\n"))
+    };
+    let exists =
+        || db.sql(None, &format!("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{copy}'"));
+    let out = answer("no").expect_code(6);
+    assert!(out.stderr.contains("Type 'yes'") && out.stderr.contains("not confirmed"), "{}", out.stderr);
+    assert_eq!(exists(), "0", "a declined restore created the database");
+    let out = answer("yes").ok();
+    assert!(out.stdout_str().contains("restored snapshot"), "{}", out.stdout_str());
+    assert_eq!(db.checksum(&copy, "t"), db.checksum(&name, "t"));
+}

@@ -133,6 +133,11 @@ fn progress(stats: Arc<WriteStats>) {
 
 async fn backup_cmd(g: &Global, a: BackupArgs) -> Result<u8, Failure> {
     let req = backup_request(a)?;
+    // Database errors name the server and the databases being dumped.
+    let what = match &req.source {
+        BackupSource::Database(url, _) => Some(format!("backup of {url}")),
+        _ => None,
+    };
     let repo = open_repo(g).await?;
     let show = !g.json;
     let out = backup::run(repo, req, &|s| {
@@ -140,7 +145,14 @@ async fn backup_cmd(g: &Global, a: BackupArgs) -> Result<u8, Failure> {
             progress(s)
         }
     })
-    .await?;
+    .await
+    .map_err(|e| {
+        let mut f = Failure::from(e);
+        if let (Some(w), true) = (&what, f.code == exit::SOURCE_FAILED) {
+            f.error = f.error.context(w.clone());
+        }
+        f
+    })?;
     let m = &out.manifest;
     let s = &m.summary;
     for w in &out.warnings {

@@ -127,6 +127,28 @@ pub fn run_with_input(mut cmd: Command, input: Option<Box<dyn Read + Send>>) -> 
     Out { status: out.status, stdout: out.stdout, stderr }
 }
 
+/// Run `cmd` with a pseudo-terminal as its stdin (so it may prompt) on which
+/// `typed` is entered; stdout and stderr are captured as usual.
+pub fn run_on_terminal(mut cmd: Command, typed: &str) -> Out {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors into the given integers.
+    let rc =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(rc, 0, "openpty failed: {}", io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned here.
+    let (mut master, slave) = unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) };
+    cmd.stdin(Stdio::from(slave)).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    // A terminal in canonical mode hands over the line once it is complete.
+    master.write_all(typed.as_bytes()).expect("type on the terminal");
+    let out = child.wait_with_output().expect("wait");
+    drop(master);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_no_panic(&stderr);
+    Out { status: out.status, stdout: out.stdout, stderr }
+}
+
 /// Wait for a child for at most `limit`; kill it (and fail) when it overruns.
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
     let start = Instant::now();
