@@ -8,6 +8,7 @@ pub mod cli;
 pub mod engine;
 pub mod job;
 pub mod pipeline;
+pub mod policy;
 pub mod repo;
 pub mod source;
 pub mod store;

@@ -26,6 +26,8 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Restore(a) => restore_cmd(&g, a).await,
         Command::Check(a) => check_cmd(&g, a).await,
         Command::Key(k) => super::keycmd::run(&g, k).await,
+        Command::Forget(a) => super::forget::run(&g, a).await,
+        Command::Prune(a) => super::prunecmd::run(&g, a).await,
     }
 }
 

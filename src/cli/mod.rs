@@ -2,6 +2,8 @@
 
 mod commands;
 mod dbrestore;
+mod forget;
+mod prunecmd;
 pub mod exit;
 mod keycmd;
 pub mod output;
@@ -64,6 +66,49 @@ pub enum Command {
     /// Manage the passwords (key slots) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Remove snapshots: given ids, or those a retention policy does not keep.
+    Forget(ForgetArgs),
+    /// Delete data no snapshot references; safe while backups run (docs/PRUNE.md).
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Snapshot ids (or unique prefixes) to remove.
+    pub snapshots: Vec<String>,
+    /// Keep the N most recent snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<i64>,
+    /// Keep the most recent snapshot of each of the last N hours (-1: all hours).
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<i64>,
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<i64>,
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<i64>,
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<i64>,
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<i64>,
+    /// Keep every snapshot within this duration of the newest one (e.g. 2y5m7d3h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Only snapshots with this name (retention is applied per name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// List what would be removed and why each kept snapshot is kept; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run `prune` afterwards.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be deleted and repacked; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

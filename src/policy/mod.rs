@@ -1,0 +1,6 @@
+//! Policies: what to back up, where, when, and how long to keep it. Pure:
+//! parsing, validation, cron schedules and retention rules; no I/O beyond
+//! reading the policy files themselves.
+
+pub mod retention;
+pub mod schedule;
