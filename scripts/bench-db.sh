@@ -9,14 +9,14 @@
 #   BENCH_DIR       work directory (default /var/tmp/drtool-bench-db); each engine gets
 #                   BENCH_DIR/<engine>/ (server, dump file, repositories), removed at the end
 #   BENCH_ENGINES   engines to run, in order (default "mariadb postgres")
-#   BENCH_ROWS      rows in the table (default 4000000, about 650 MB of dump)
+#   BENCH_ROWS      rows in the table (default 4000000: a 571 MB SQL dump, 555 MB pg_dump)
 #   BENCH_RESTORE   1 (default) also times restores into the server; 0 skips them
 #   BENCH_KEEP      1 keeps BENCH_DIR/<engine>/ (servers are stopped all the same)
 #   DRTOOL_BIN      drtool binary (default target/release/drtool, built if missing)
 #
 # The table, in a database named bench:
 #   orders(id auto-increment/bigserial PK, customer text, amount numeric(12,2), status text,
-#          note text = three md5 hex strings), about 160 bytes of dump per row.
+#          note text = three md5 hex strings), about 140 bytes of dump per row.
 # Per engine, on a fresh server (scripts/dbserver.sh) with fresh repositories:
 #   load     BENCH_ROWS rows in one INSERT ... SELECT (seq_1_to_N / generate_series);
 #            not timed; then one untimed full scan so every timed dump reads warm data
@@ -335,7 +335,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 {
     echo
     echo "drtool database backups: $BENCH_ROWS rows, $(nproc) CPUs, $(free -g | awk '/^Mem/ {print $2}') GB RAM, $(date -u +%Y-%m-%dT%H:%MZ)"
-    echo "$("$DRTOOL" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')), $(restic version | cut -d' ' -f1-2)"
+    echo "$("$DRTOOL" --version) ($DRTOOL, built $(date -u -r "$DRTOOL" +%Y-%m-%dT%H:%MZ); tree at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')), $(restic version | cut -d' ' -f1-2)"
     echo "load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END"
     echo "MB = 10^6 B; MB/s = bytes read / wall s; stored = drtool bytes_stored; repo+ = du -sb growth;"
     echo "% = of the same tool's night 1; RSS = peak resident set; load = 1-min load average before the step"

@@ -186,7 +186,8 @@ fn server_killed_during_the_dump_leaves_no_snapshot() {
     let dumping = wait_until(Duration::from_secs(30), || {
         children_of(child.id())
             .iter()
-            .any(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "pg_dump"))
+            // The database dump itself (not pg_dumpall's globals before it).
+            .any(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("--format=custom")))
     });
     assert!(dumping, "pg_dump never started");
     std::thread::sleep(Duration::from_millis(150));
