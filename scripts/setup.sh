@@ -10,7 +10,8 @@ ensure_cargo
 command -v python3 >/dev/null 2>&1 || apt_install python3
 # The database tests start private MariaDB and PostgreSQL servers of their own
 # (never the system services), so they need only the packages' binaries.
-if ! apt_install mariadb-server mariadb-client postgresql postgresql-contrib; then
+# Restore drills also build three-node Galera clusters (galera-4, rsync state transfer).
+if ! apt_install mariadb-server mariadb-client postgresql postgresql-contrib galera-4 rsync; then
     # Where apt starts the packaged services (no policy-rc.d), one that cannot
     # start (no init system, port 3306 or 5432 taken) fails its package's
     # configure step although the binaries are in place.
@@ -20,6 +21,8 @@ if ! apt_install mariadb-server mariadb-client postgresql postgresql-contrib; th
     }
     echo "warning: MariaDB/PostgreSQL packages installed but not fully configured (a service failed to start)" >&2
 fi
+# Schedule tests check every systemd OnCalendar drtool writes with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 cargo build --release --locked
 # The S3 tests run against a real Garage server, built once and cached.
 scripts/garage.sh install

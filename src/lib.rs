@@ -5,6 +5,7 @@
 //! (`engine` holds what source and target share about database servers).
 
 pub mod cli;
+pub mod drill;
 pub mod engine;
 pub mod job;
 pub mod pipeline;

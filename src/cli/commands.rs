@@ -11,8 +11,7 @@ use crate::repo::check::{ReadData, check};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::{WriteStats, WriterOptions};
 use crate::repo::{InitOptions, Repository, lock};
-use crate::store::s3::{S3Options, S3Store};
-use crate::store::{DynStore, LocalStore, RetryPolicy, RetryStore};
+use crate::store::{AddressError, DynStore};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -28,27 +27,27 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Key(k) => super::keycmd::run(&g, k).await,
         Command::Forget(a) => super::forget::run(&g, a).await,
         Command::Prune(a) => super::prunecmd::run(&g, a).await,
+        Command::Policy(super::PolicyCommand::Check { paths }) => super::policycmd::check(&g, &paths),
+        Command::Run { policy } => super::policycmd::run(&g, &policy).await,
+        Command::Schedule(a) => super::policycmd::schedule(&g, a),
+        Command::Daemon => super::policycmd::daemon(&g).await,
+        Command::Drill(a) => super::drillcmd::drill(&g, a).await,
+        Command::Drills { policy } => super::drillcmd::list(&g, policy.as_deref()).await,
     }
 }
 
-/// Turn a repository address into a store. S3 stores are probed here, so bad
-/// credentials, a missing bucket or an unreachable endpoint fail at once.
+/// The store named by --repo / DRTOOL_REPO.
 pub async fn store_for(g: &Global) -> Result<DynStore, Failure> {
     let addr = g.repo.as_deref().ok_or_else(|| Failure::usage("no repository: use --repo or set DRTOOL_REPO"))?;
-    if addr.starts_with("s3://") {
-        let opts = S3Options::from_url(addr).map_err(Failure::usage)?;
-        let s3 = S3Store::connect(opts).await?;
-        return Ok(Arc::new(RetryStore::new(s3, RetryPolicy::default())));
+    store_at(addr).await
+}
+
+pub async fn store_at(addr: &str) -> Result<DynStore, Failure> {
+    match crate::store::open_address(addr).await {
+        Ok(s) => Ok(s),
+        Err(AddressError::Invalid(m)) => Err(Failure::usage(m)),
+        Err(AddressError::Store(e)) => Err(e.into()),
     }
-    if let Some(path) = addr.strip_prefix("file://") {
-        return Ok(Arc::new(LocalStore::new(path)));
-    }
-    if addr.contains("://") {
-        return Err(Failure::usage(format!(
-            "unsupported repository address {addr:?} (use a local path, file:///path or s3://bucket/prefix)"
-        )));
-    }
-    Ok(Arc::new(LocalStore::new(addr)))
 }
 
 pub async fn open_repo(g: &Global) -> Result<Arc<Repository>, Failure> {

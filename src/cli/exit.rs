@@ -30,6 +30,7 @@ pub const DAMAGED: u8 = 4;
 pub const SOURCE_FAILED: u8 = 5;
 pub const REFUSED: u8 = 6;
 pub const TARGET_FAILED: u8 = 7;
+pub const DRILL_FAILED: u8 = 8;
 pub const NO_REPOSITORY: u8 = 10;
 pub const LOCKED: u8 = 11;
 pub const WRONG_PASSWORD: u8 = 12;

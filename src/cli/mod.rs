@@ -3,6 +3,8 @@
 mod commands;
 mod dbrestore;
 mod forget;
+mod policycmd;
+mod drillcmd;
 mod prunecmd;
 pub mod exit;
 mod keycmd;
@@ -33,6 +35,9 @@ pub struct Global {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Directory of policy files (default ./policies if it exists, else /etc/drtool/policies).
+    #[arg(long, env = "DRTOOL_POLICIES", global = true, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
     /// Log detail: -v info, -vv debug (logs go to stderr).
     #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -70,6 +75,66 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Delete data no snapshot references; safe while backups run (docs/PRUNE.md).
     Prune(PruneArgs),
+    /// Check policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Run a policy (by name or file): pre hooks, backup, retention, post hooks,
+    /// metrics and notification. A second run of the same policy exits 11 at once.
+    Run {
+        /// Policy name, or path to its file.
+        policy: String,
+    },
+    /// Write systemd units, print crontab lines, or show a policy's next run times.
+    Schedule(ScheduleArgs),
+    /// Run every policy on its schedule in this process (for containers).
+    Daemon,
+    /// Restore the latest snapshot of a policy into a throw-away server, check it,
+    /// measure RTO and RPO, store and print a report, tear everything down.
+    Drill(DrillArgs),
+    /// List stored drill results.
+    Drills {
+        /// Only drills of this policy.
+        #[arg(long)]
+        policy: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// Policy name, or path to its file.
+    pub policy: String,
+    /// Write the report as JSON to FILE (after `drill`, `--json FILE` means this).
+    #[arg(long = "report-json", value_name = "FILE")]
+    pub json_file: Option<PathBuf>,
+    /// Write a JUnit XML report (one testcase per check) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate policy files (default: every *.toml in the policies directory).
+    Check {
+        /// Files or directories.
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct ScheduleArgs {
+    /// Write drtool-NAME.service and drtool-NAME.timer for each scheduled policy into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub systemd: Option<PathBuf>,
+    /// Print crontab lines for the scheduled policies.
+    #[arg(long)]
+    pub crontab: bool,
+    /// Print the next 5 run times of a policy.
+    #[arg(long, value_name = "POLICY")]
+    pub next: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -77,18 +142,18 @@ pub struct ForgetArgs {
     /// Snapshot ids (or unique prefixes) to remove.
     pub snapshots: Vec<String>,
     /// Keep the N most recent snapshots.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub keep_last: Option<i64>,
     /// Keep the most recent snapshot of each of the last N hours (-1: all hours).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub keep_hourly: Option<i64>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub keep_daily: Option<i64>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub keep_weekly: Option<i64>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub keep_monthly: Option<i64>,
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub keep_yearly: Option<i64>,
     /// Keep every snapshot within this duration of the newest one (e.g. 2y5m7d3h).
     #[arg(long, value_name = "DURATION")]
@@ -230,9 +295,25 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// `drill POLICY --json FILE` writes the report to FILE (as the drill issue
+/// specifies), while the global `--json` switch takes no value: after the
+/// `drill` subcommand, `--json` followed by a value becomes `--report-json`.
+fn drill_json_argument(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(sub) = args.iter().position(|a| a == "drill") else { return args };
+    let mut i = sub + 1;
+    while i + 1 < args.len() {
+        let next_is_value = !args[i + 1].to_string_lossy().starts_with('-');
+        if args[i] == "--json" && next_is_value {
+            args[i] = "--report-json".into();
+        }
+        i += 1;
+    }
+    args
+}
+
 /// Entry point: parse, run, map errors to documented exit codes.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(drill_json_argument(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { exit::OK };

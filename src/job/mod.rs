@@ -2,7 +2,11 @@
 
 pub mod backup;
 pub mod dbbackup;
+pub mod daemon;
 pub mod dbrestore;
+pub mod forget;
+mod notify;
+pub mod policyrun;
 mod paths;
 pub mod restore;
 

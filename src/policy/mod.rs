@@ -2,5 +2,6 @@
 //! parsing, validation, cron schedules and retention rules; no I/O beyond
 //! reading the policy files themselves.
 
+pub mod file;
 pub mod retention;
 pub mod schedule;

@@ -1,12 +1,12 @@
 //! `check`: structural consistency, and optionally every blob read back.
 
-use super::error::{Result, chain};
+use super::error::{RepoError, Result, chain};
 use super::ids::{PackId, SnapshotId};
 use super::index::Index;
 use super::pack::{open_blob, read_header};
 use super::reader::read_tree;
 use super::snapshot::{Item, Snapshot};
-use super::{MetaKind, Repository};
+use super::Repository;
 use crate::pipeline::ChunkId;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -37,6 +37,9 @@ pub struct CheckReport {
     pub blobs_read: u64,
     /// Packs in the store that no index lists: leftovers of interrupted runs, removed by prune.
     pub unindexed_packs: usize,
+    /// Packs that prune has condemned or retired and deletes once the runs
+    /// that might still use them have ended (docs/PRUNE.md); not damage.
+    pub prune_pending_packs: usize,
     pub damaged_packs: Vec<DamagedPack>,
     /// Other problems: unreadable index or snapshot files, chunks missing from the index.
     pub errors: Vec<String>,
@@ -63,15 +66,28 @@ async fn snapshot_chunks(repo: &Arc<Repository>, index: &Arc<Index>, snap: &Snap
 
 pub async fn check(repo: &Arc<Repository>, read_data: ReadData) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let mut index = Index::default();
-    for obj in repo.store().list("index/").await? {
+    // Snapshots are listed before the index is read, and packs after it: a
+    // snapshot's index file is written before its manifest, and a pack before
+    // its index file, so a backup committing meanwhile is never reported as damage.
+    let listed = repo.store().list("snapshots/").await?;
+    let records = super::prune::records::load(repo).await?;
+    for (name, why) in &records.damaged {
+        report.errors.push(format!("prune record {name}: {why}"));
+    }
+    let condemned = records.packs();
+    report.prune_pending_packs = condemned.len();
+    let mut packs = Vec::new();
+    for (name, r) in repo.read_index_files().await? {
         report.index_files += 1;
-        match repo.get_meta(MetaKind::Index, &obj.name).await.and_then(|p| super::index::decode(&obj.name, &p)) {
-            Ok(packs) => packs.iter().for_each(|p| index.add_pack(p)),
-            Err(e) => report.errors.push(format!("index file {}: {}", obj.name, chain(&e))),
+        match r {
+            Ok(p) => packs.extend(p),
+            // Replaced by a concurrent prune (its successor is listed and read too).
+            Err(RepoError::Store(e)) if e.is_not_found() => report.index_files -= 1,
+            Err(e) => report.errors.push(format!("index file {name}: {}", chain(&e))),
         }
     }
-    let index = Arc::new(index);
+    // Packs that prune condemned go last, so trees are read from packs that stay.
+    let index = Arc::new(Index::build(&packs, &condemned));
     let stored: HashMap<String, u64> =
         repo.store().list("data/").await?.into_iter().map(|o| (o.name, o.size)).collect();
     let indexed: HashSet<PackId> = index.pack_ids().copied().collect();
@@ -81,17 +97,18 @@ pub async fn check(repo: &Arc<Repository>, read_data: ReadData) -> Result<CheckR
 
     // Which snapshots need which chunks, to name the snapshots a damaged pack affects.
     let mut needs: Vec<(SnapshotId, HashSet<ChunkId>)> = Vec::new();
-    let listed = repo.store().list("snapshots/").await?;
     for obj in &listed {
         let Some(id) = obj.name.strip_prefix("snapshots/").and_then(SnapshotId::from_hex) else {
             report.errors.push(format!("unexpected object {}", obj.name));
             continue;
         };
-        report.snapshots += 1;
         let chunks = match repo.load_snapshot(id).await {
             Ok(s) => snapshot_chunks(repo, &index, &s).await,
+            // Forgotten since it was listed.
+            Err(RepoError::Store(e)) if e.is_not_found() => continue,
             Err(e) => Err(e),
         };
+        report.snapshots += 1;
         match chunks {
             Ok(set) => {
                 let missing = set.iter().filter(|c| !index.contains(c)).count();
@@ -120,6 +137,7 @@ pub async fn check(repo: &Arc<Repository>, read_data: ReadData) -> Result<CheckR
             }
         }
     }
+    forget_pruned(repo, &mut damaged).await?;
     for (pack, reason) in damaged {
         let in_pack: HashSet<ChunkId> = index.chunks_in_pack(&pack).into_iter().collect();
         let mut snapshots: Vec<SnapshotId> =
@@ -129,6 +147,37 @@ pub async fn check(repo: &Arc<Repository>, read_data: ReadData) -> Result<CheckR
     }
     report.damaged_packs.sort_by_key(|d| d.pack);
     Ok(report)
+}
+
+/// A prune running alongside may retire a pack (rewrite the index without it)
+/// and delete it after we read the index. Such a pack is gone from the store
+/// *and* from every current index file; any other missing or unreadable pack
+/// stays reported.
+async fn forget_pruned(repo: &Arc<Repository>, damaged: &mut HashMap<PackId, String>) -> Result<()> {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let mut still_indexed = HashSet::new();
+    for (_, r) in repo.read_index_files().await? {
+        match r {
+            Ok(packs) => still_indexed.extend(packs.into_iter().map(|p| p.id)),
+            // Cannot tell: keep every report.
+            Err(_) => return Ok(()),
+        }
+    }
+    let mut pruned = Vec::new();
+    for pack in damaged.keys() {
+        if !still_indexed.contains(pack) {
+            match repo.store().size(&pack.object_name()).await {
+                Err(e) if e.is_not_found() => pruned.push(*pack),
+                _ => {}
+            }
+        }
+    }
+    for p in pruned {
+        damaged.remove(&p);
+    }
+    Ok(())
 }
 
 fn select_packs(indexed: &HashSet<PackId>, stored: &HashMap<String, u64>, read_data: ReadData) -> Vec<PackId> {

@@ -2,12 +2,16 @@
 //!
 //! An index file is written only after every pack it lists is stored, so an
 //! indexed chunk is always readable (barring damage, which `check` finds).
+//!
+//! Packs that a prune record condemns (docs/PRUNE.md) stay readable, but a
+//! backup must not deduplicate against a chunk whose only copies are in them:
+//! such chunks are [`Index::contains`] but not [`Index::reusable`].
 
 use super::error::{RepoError, Result};
 use super::ids::PackId;
 use super::pack::{BLOB_ENTRY_LEN, BlobEntry, SALT_LEN, parse_entry, write_entry};
 use crate::pipeline::ChunkId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const MAGIC: &[u8; 4] = b"DRIX";
 
@@ -32,6 +36,8 @@ pub struct Index {
     packs: Vec<(PackId, [u8; SALT_LEN])>,
     pack_pos: HashMap<PackId, u32>,
     chunks: HashMap<ChunkId, Location>,
+    /// Chunks whose every copy is in a condemned pack (see [`Index::add_condemned_pack`]).
+    condemned_only: HashSet<ChunkId>,
 }
 
 impl Index {
@@ -46,8 +52,39 @@ impl Index {
         }
     }
 
+    /// Add a pack that a prune record condemns. Must be called after every
+    /// live pack was added: first writer wins in `add_pack`, so readers then
+    /// locate a chunk in a pack that stays whenever one has it, and a chunk
+    /// first seen here has no live copy and is not [`Index::reusable`].
+    pub fn add_condemned_pack(&mut self, p: &IndexedPack) {
+        for b in &p.blobs {
+            if !self.chunks.contains_key(&b.id) {
+                self.condemned_only.insert(b.id);
+            }
+        }
+        self.add_pack(p);
+    }
+
+    /// Build from index-file contents, with `condemned` packs added last.
+    pub fn build<'a>(packs: impl IntoIterator<Item = &'a IndexedPack>, condemned: &HashSet<PackId>) -> Index {
+        let mut idx = Index::default();
+        let mut later = Vec::new();
+        for p in packs {
+            if condemned.contains(&p.id) { later.push(p) } else { idx.add_pack(p) }
+        }
+        later.into_iter().for_each(|p| idx.add_condemned_pack(p));
+        idx
+    }
+
+    /// Whether any indexed pack holds the chunk (it can be read).
     pub fn contains(&self, id: &ChunkId) -> bool {
         self.chunks.contains_key(id)
+    }
+
+    /// Whether a backup may reference the chunk without storing it again: it
+    /// is indexed in a pack that no prune record condemns.
+    pub fn reusable(&self, id: &ChunkId) -> bool {
+        self.chunks.contains_key(id) && !self.condemned_only.contains(id)
     }
 
     pub fn locate(&self, id: &ChunkId) -> Option<(PackId, [u8; SALT_LEN], BlobEntry)> {
@@ -146,5 +183,21 @@ mod tests {
         assert_eq!(idx.locate(&ChunkId([5; 32])).unwrap().0, PackId([1; 32]));
         assert!(!idx.contains(&ChunkId([6; 32])));
         assert_eq!(idx.chunks_in_pack(&PackId([1; 32])), vec![ChunkId([5; 32])]);
+    }
+
+    #[test]
+    fn condemned_copies_are_readable_but_not_reusable() {
+        let entry = |c: u8| BlobEntry { id: ChunkId([c; 32]), offset: 32, length: 10, raw_len: 5 };
+        let old = IndexedPack { id: PackId([1; 32]), salt: [0; 32], blobs: vec![entry(7), entry(8)] };
+        let new = IndexedPack { id: PackId([2; 32]), salt: [0; 32], blobs: vec![entry(8)] };
+        let condemned: HashSet<PackId> = [old.id].into();
+        // Whatever the order of the index files, the live copy wins.
+        for files in [vec![&old, &new], vec![&new, &old]] {
+            let idx = Index::build(files, &condemned);
+            assert!(idx.contains(&ChunkId([7; 32])) && !idx.reusable(&ChunkId([7; 32])));
+            assert!(idx.reusable(&ChunkId([8; 32])));
+            assert_eq!(idx.locate(&ChunkId([8; 32])).unwrap().0, new.id);
+            assert_eq!(idx.locate(&ChunkId([7; 32])).unwrap().0, old.id);
+        }
     }
 }

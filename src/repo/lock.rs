@@ -1,9 +1,12 @@
 //! Repository locks: sealed files under `locks/`.
 //!
-//! Backups, restores and checks take shared locks; operations that delete data
-//! (prune) take an exclusive one. A lock whose holder is gone (same host, pid
-//! dead) or that has not been refreshed for `STALE_AFTER` is ignored, so a
-//! crashed run never blocks the next cron job forever.
+//! Backups, restores, checks and forget take shared locks. Prune takes a
+//! *prune* lock: it excludes other prunes but not shared holders, because
+//! prune's two-phase protocol (docs/PRUNE.md) waits for every shared holder
+//! that could have missed its marks instead of excluding them. An exclusive
+//! lock (no user yet) excludes everything. A lock whose holder is gone (same
+//! host, pid dead) or that has not been refreshed for `STALE_AFTER_MINUTES` is
+//! ignored, so a crashed run never blocks the next cron job forever.
 
 use super::error::{RepoError, Result};
 use super::{MetaKind, Repository, json_bytes, random_hex, seal_meta};
@@ -15,9 +18,34 @@ use std::sync::Arc;
 pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 pub const STALE_AFTER_MINUTES: i64 = 30;
 
+/// What a lock excludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Reads and appends (backup, restore, check, forget): many at once.
+    Shared,
+    /// Prune: one at a time; compatible with shared holders.
+    Prune,
+    /// Excludes every other lock.
+    Exclusive,
+}
+
+impl LockKind {
+    /// Whether a holder of `self` and a holder of `other` may run at once.
+    pub fn compatible_with(self, other: LockKind) -> bool {
+        matches!(
+            (self, other),
+            (LockKind::Shared, LockKind::Shared) | (LockKind::Shared, LockKind::Prune) | (LockKind::Prune, LockKind::Shared)
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
     pub exclusive: bool,
+    /// A prune lock (see [`LockKind::Prune`]); absent in other locks. Readers
+    /// that predate it see a shared lock, which prune is towards backups.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prune: bool,
     pub host: String,
     pub pid: u32,
     pub created: DateTime<Utc>,
@@ -26,6 +54,14 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
+    pub fn kind(&self) -> LockKind {
+        match (self.exclusive, self.prune) {
+            (true, _) => LockKind::Exclusive,
+            (false, true) => LockKind::Prune,
+            (false, false) => LockKind::Shared,
+        }
+    }
+
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
         if now - self.refreshed > Duration::minutes(STALE_AFTER_MINUTES) {
             return true;
@@ -33,7 +69,7 @@ impl LockInfo {
         self.host == hostname() && !pid_alive(self.pid)
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "{} (pid {} on {}, since {})",
             self.operation,
@@ -79,6 +115,11 @@ impl Drop for LockGuard {
 }
 
 impl LockGuard {
+    /// The lock's object name (`locks/<id>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub async fn release(self) -> Result<()> {
         self.refresher.abort();
         self.repo.store().delete(&self.name).await?;
@@ -100,22 +141,28 @@ pub async fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
     Ok(out)
 }
 
-fn conflict(locks: &[(String, LockInfo)], me: Option<&str>, exclusive: bool) -> Option<RepoError> {
+fn conflict(locks: &[(String, LockInfo)], me: Option<&str>, kind: LockKind) -> Option<RepoError> {
     let now = Utc::now();
     locks
         .iter()
-        .filter(|(name, l)| Some(name.as_str()) != me && !l.is_stale(now) && (exclusive || l.exclusive))
+        .filter(|(name, l)| Some(name.as_str()) != me && !l.is_stale(now) && !kind.compatible_with(l.kind()))
         .map(|(name, l)| RepoError::Locked { holder: l.describe(), lock: name.clone() })
         .next()
 }
 
+/// Take a lock or fail at once with [`RepoError::Locked`].
 pub async fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Result<LockGuard> {
-    if let Some(e) = conflict(&list_locks(repo).await?, None, exclusive) {
+    acquire_kind(repo, if exclusive { LockKind::Exclusive } else { LockKind::Shared }, operation).await
+}
+
+pub async fn acquire_kind(repo: &Arc<Repository>, kind: LockKind, operation: &str) -> Result<LockGuard> {
+    if let Some(e) = conflict(&list_locks(repo).await?, None, kind) {
         return Err(e);
     }
     let now = Utc::now();
     let info = LockInfo {
-        exclusive,
+        exclusive: kind == LockKind::Exclusive,
+        prune: kind == LockKind::Prune,
         host: hostname(),
         pid: std::process::id(),
         created: now,
@@ -126,12 +173,75 @@ pub async fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -
     repo.store().put(&name, seal_meta(repo.keys(), MetaKind::Lock, &json_bytes(&info)?)?).await?;
     // Two runs may have checked at the same instant: look again now that our
     // lock is visible, and back off if we collide.
-    if let Some(e) = conflict(&list_locks(repo).await?, Some(&name), exclusive) {
+    if let Some(e) = conflict(&list_locks(repo).await?, Some(&name), kind) {
         repo.store().delete(&name).await?;
         return Err(e);
     }
     let refresher = tokio::spawn(refresh_loop(repo.clone(), name.clone(), info));
     Ok(LockGuard { repo: repo.clone(), name, refresher })
+}
+
+/// Like [`acquire_kind`], but while the lock is held by others, try again with
+/// jittered exponential backoff (0.5 s doubling to 15 s) for up to `max_wait`;
+/// then fail with [`RepoError::Locked`]. A holder that crashed stops blocking
+/// once its lock is stale. `max_wait` zero means a single attempt.
+pub async fn acquire_wait(
+    repo: &Arc<Repository>,
+    kind: LockKind,
+    operation: &str,
+    max_wait: std::time::Duration,
+) -> Result<LockGuard> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(500);
+    let mut told = false;
+    loop {
+        match acquire_kind(repo, kind, operation).await {
+            Err(RepoError::Locked { holder, lock }) => {
+                let left = max_wait.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(RepoError::Locked { holder, lock });
+                }
+                if !told {
+                    tracing::warn!("repository is locked by {holder}; waiting up to {}s", max_wait.as_secs());
+                    told = true;
+                }
+                // Full jitter, so runs that collided do not collide again in step.
+                let mut r = [0u8; 2];
+                let _ = getrandom::fill(&mut r);
+                let jittered = pause.mul_f64(0.5 + f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) / 2.0);
+                tokio::time::sleep(jittered.min(left)).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(15));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Names of the locks that are held now (not stale), except `except`.
+pub async fn live_lock_names(repo: &Repository, except: Option<&str>) -> Result<Vec<String>> {
+    let now = Utc::now();
+    let mut names: Vec<String> = list_locks(repo)
+        .await?
+        .into_iter()
+        .filter(|(name, l)| Some(name.as_str()) != except && !l.is_stale(now))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Delete locks that are stale (their holder is gone). Returns how many.
+/// Safe: a stale lock is ignored by every check anyway; this only tidies.
+pub async fn remove_stale(repo: &Repository) -> Result<usize> {
+    let now = Utc::now();
+    let mut removed = 0;
+    for (name, l) in list_locks(repo).await? {
+        if l.is_stale(now) {
+            repo.store().delete(&name).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 async fn refresh_loop(repo: Arc<Repository>, name: String, mut info: LockInfo) {
@@ -156,6 +266,7 @@ mod tests {
         let now = Utc::now();
         let mut l = LockInfo {
             exclusive: true,
+            prune: false,
             host: hostname(),
             pid: std::process::id(),
             created: now,
@@ -170,5 +281,35 @@ mod tests {
         assert!(l.is_stale(now));
         l.host = "elsewhere".into();
         assert!(!l.is_stale(now));
+    }
+
+    #[test]
+    fn prune_locks_exclude_each_other_but_not_backups() {
+        use LockKind::*;
+        assert!(Shared.compatible_with(Shared));
+        assert!(Shared.compatible_with(Prune) && Prune.compatible_with(Shared));
+        assert!(!Prune.compatible_with(Prune));
+        for k in [Shared, Prune, Exclusive] {
+            assert!(!Exclusive.compatible_with(k) && !k.compatible_with(Exclusive));
+        }
+        let now = Utc::now();
+        let info = |exclusive, prune| LockInfo {
+            exclusive,
+            prune,
+            host: "elsewhere".into(),
+            pid: 1,
+            created: now,
+            refreshed: now,
+            operation: "t".into(),
+        };
+        let held = vec![("locks/a".to_string(), info(false, true))];
+        assert!(conflict(&held, None, Shared).is_none());
+        assert!(matches!(conflict(&held, None, Prune), Some(RepoError::Locked { .. })));
+        assert!(conflict(&held, Some("locks/a"), Prune).is_none());
+        // Old readers see a prune lock as shared: it round-trips with `prune` only when set.
+        let j = serde_json::to_string(&info(false, false)).unwrap();
+        assert!(!j.contains("prune"));
+        let back: LockInfo = serde_json::from_str(&serde_json::to_string(&info(false, true)).unwrap()).unwrap();
+        assert_eq!(back.kind(), Prune);
     }
 }

@@ -1,6 +1,7 @@
 //! The repository: the only layer that knows the stored format (docs/FORMAT.md).
 
 pub mod check;
+pub mod drills;
 pub mod error;
 pub mod ids;
 pub mod index;
@@ -8,6 +9,7 @@ pub mod keyring;
 pub mod keys;
 pub mod lock;
 pub mod pack;
+pub mod prune;
 pub mod reader;
 pub mod snapshot;
 pub mod tree;
@@ -78,6 +80,10 @@ pub enum MetaKind {
     Index,
     Snapshot,
     Lock,
+    /// Prune's record of packs it condemned or retired (docs/PRUNE.md).
+    PruneRecord,
+    /// A restore drill's result (docs/DRILLS.md).
+    Drill,
 }
 
 impl MetaKind {
@@ -87,6 +93,8 @@ impl MetaKind {
             MetaKind::Index => b"drtool index v1",
             MetaKind::Snapshot => b"drtool snapshot v1",
             MetaKind::Lock => b"drtool lock v1",
+            MetaKind::PruneRecord => b"drtool prune record v1",
+            MetaKind::Drill => b"drtool drill v1",
         }
     }
 }
@@ -176,25 +184,55 @@ impl Repository {
         Ok(IndexId(self.put_meta(MetaKind::Index, "index", &index::encode(packs)).await?))
     }
 
+    /// Read and decode every index file, several at once; each file keeps its
+    /// own result so callers decide what damage means to them.
+    ///
+    /// Prune replaces index files by writing the successor before deleting the
+    /// old one, so a listed file that is gone when read means a successor now
+    /// exists: list again (a few times) rather than miss its packs.
+    pub async fn read_index_files(&self) -> Result<Vec<(String, Result<Vec<IndexedPack>>)>> {
+        let mut attempt = 0;
+        loop {
+            let names: Vec<String> = self.store.list("index/").await?.into_iter().map(|o| o.name).collect();
+            let files: Vec<(String, Result<Vec<IndexedPack>>)> = stream::iter(names)
+                .map(|name| async move {
+                    let r = self.get_meta(MetaKind::Index, &name).await.and_then(|p| index::decode(&name, &p));
+                    (name, r)
+                })
+                .buffer_unordered(PARALLEL_READS)
+                .collect()
+                .await;
+            let vanished = files.iter().any(|(_, r)| matches!(r, Err(RepoError::Store(e)) if e.is_not_found()));
+            attempt += 1;
+            if !vanished || attempt >= 5 {
+                return Ok(files);
+            }
+        }
+    }
+
     /// Load every index file. A damaged index file is an error here; `check` reports it.
+    ///
+    /// Prune records are read first: packs they condemn stay readable but are
+    /// not reused by backups (see `Index::reusable`). Reading them before the
+    /// index files, and after the caller took its lock, is what prune's
+    /// protocol relies on (docs/PRUNE.md).
     pub async fn load_index(&self) -> Result<Index> {
-        let names: Vec<String> = self.store.list("index/").await?.into_iter().map(|o| o.name).collect();
-        let mut files = stream::iter(names)
-            .map(|name| async move { index::decode(&name, &self.get_meta(MetaKind::Index, &name).await?) })
-            .buffer_unordered(PARALLEL_READS);
-        let mut idx = Index::default();
-        while let Some(r) = files.next().await {
+        let condemned = prune::records::condemned_packs(self).await?;
+        let mut packs = Vec::new();
+        for (name, r) in self.read_index_files().await? {
             match r {
-                Ok(packs) => packs.iter().for_each(|p| idx.add_pack(p)),
+                Ok(p) => packs.extend(p),
                 // One damaged index file must not make every snapshot unreadable: chunks it
                 // alone listed show up as missing where they are needed, and `check` names it.
                 Err(e @ RepoError::Corrupt { .. }) => {
                     tracing::warn!("skipping {}", error::chain(&e))
                 }
+                // Replaced by a prune between listing and reading: its packs are in the new file.
+                Err(RepoError::Store(e)) if e.is_not_found() => tracing::debug!("{name} was replaced meanwhile"),
                 Err(e) => return Err(e),
             }
         }
-        Ok(idx)
+        Ok(Index::build(&packs, &condemned))
     }
 
     pub async fn save_snapshot(&self, manifest: &SnapshotManifest) -> Result<SnapshotId> {
@@ -210,6 +248,13 @@ impl Repository {
         let plain = open_meta(&self.keys, MetaKind::Snapshot, &name, &sealed)?;
         let manifest = serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(name, e))?;
         Ok(Snapshot { id, manifest })
+    }
+
+    /// Remove a snapshot manifest. Only the manifest goes: the data it alone
+    /// referenced stays until `prune`. Idempotent (a missing snapshot is Ok).
+    pub async fn delete_snapshot(&self, id: SnapshotId) -> Result<()> {
+        self.store.delete(&id.object_name()).await?;
+        Ok(())
     }
 
     /// Ids of all stored snapshots, without reading them.

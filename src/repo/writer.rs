@@ -110,7 +110,9 @@ impl Feeder {
         let id = self.repo.keys().id.id_of(&data);
         WriteStats::add(&self.stats.bytes_read, data.len() as u64);
         WriteStats::add(&self.stats.chunks, 1);
-        if !self.known.contains(&id) && self.seen.insert(id) {
+        // `reusable`, not `contains`: a chunk whose only copies a prune has
+        // condemned is stored again (docs/PRUNE.md, hazard 1).
+        if !self.known.reusable(&id) && self.seen.insert(id) {
             WriteStats::add(&self.stats.chunks_new, 1);
             WriteStats::add(&self.stats.bytes_new, data.len() as u64);
             let tx = self.tx.as_ref().ok_or_else(|| RepoError::Pipeline("feeder closed".into()))?;
@@ -127,7 +129,7 @@ impl Feeder {
 
     /// Whether every chunk is already stored (so a chunk list may be reused as is).
     pub fn has_all(&self, chunks: &[ChunkId]) -> bool {
-        chunks.iter().all(|c| self.known.contains(c) || self.seen.contains(c))
+        chunks.iter().all(|c| self.known.reusable(c) || self.seen.contains(c))
     }
 
     /// Account for file contents reused from a parent snapshot without reading.

@@ -154,3 +154,32 @@ pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
         || name.contains('\0');
     if bad { Err(StoreError::InvalidName(name.to_string())) } else { Ok(()) }
 }
+
+/// A repository address that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Turn a repository address into a store: a local path, `file:///path`, or
+/// `s3://bucket/prefix?options`. S3 stores are probed here, so bad
+/// credentials, a missing bucket or an unreachable endpoint fail at once.
+pub async fn open_address(addr: &str) -> Result<DynStore, AddressError> {
+    if addr.starts_with("s3://") {
+        let opts = s3::S3Options::from_url(addr).map_err(AddressError::Invalid)?;
+        let s3 = s3::S3Store::connect(opts).await?;
+        return Ok(std::sync::Arc::new(RetryStore::new(s3, RetryPolicy::default())));
+    }
+    if let Some(path) = addr.strip_prefix("file://") {
+        return Ok(std::sync::Arc::new(LocalStore::new(path)));
+    }
+    if addr.contains("://") {
+        return Err(AddressError::Invalid(format!(
+            "unsupported repository address {addr:?} (use a local path, file:///path or s3://bucket/prefix)"
+        )));
+    }
+    Ok(std::sync::Arc::new(LocalStore::new(addr)))
+}

@@ -466,6 +466,17 @@ impl Prng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// A value in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.fill(&mut v);
+        v
+    }
+
     pub fn fill(&mut self, buf: &mut [u8]) {
         let mut it = buf.chunks_exact_mut(8);
         for c in &mut it {

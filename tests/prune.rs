@@ -1,0 +1,390 @@
+//! `prune`: unreferenced data is deleted, mostly-garbage packs are repacked,
+//! and the two-phase protocol (docs/PRUNE.md) keeps every snapshot restorable
+//! while backups run, when prune is killed at any step, and when two prunes
+//! start at once. Hazards 1 and 2 of docs/PRUNE.md have targeted tests.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::process::{ChildStdin, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `prune --json`, asserted successful.
+#[track_caller]
+fn prune(repo: &Repo) -> Value {
+    repo.run(["--json", "prune"]).ok().json()
+}
+
+/// Remove a snapshot manifest as `forget` does (the data stays for prune).
+fn forget(repo: &Repo, id: &str) {
+    repo.delete_object(&format!("snapshots/{id}"));
+}
+
+fn snapshot_id(backup: &Value) -> String {
+    text(backup, "snapshot_id").to_string()
+}
+
+fn pack_names(repo: &Repo) -> HashSet<String> {
+    repo.object_names("data/").into_iter().collect()
+}
+
+/// Every snapshot in `expected` restores to exactly its bytes.
+#[track_caller]
+fn assert_restores(repo: &Repo, expected: &BTreeMap<String, Vec<u8>>) {
+    for (id, data) in expected {
+        let out = repo.restore_stdout(id, &[]).ok();
+        assert!(out.stdout == *data, "snapshot {id} restored {} bytes, expected {}", out.stdout.len(), data.len());
+    }
+}
+
+/// `check --read-data` is clean; returns the report.
+#[track_caller]
+fn assert_clean(repo: &Repo) -> Value {
+    let (code, report) = repo.check(&["--read-data"]);
+    assert_eq!(code, 0, "check is not clean: {report:#}");
+    report
+}
+
+fn concat(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// Nothing is left for a later prune, and nothing is left to do.
+#[track_caller]
+fn assert_settled(repo: &Repo) {
+    let again = prune(repo);
+    assert_eq!(num(&again, "deleted_packs"), 0, "{again:#}");
+    assert_eq!(num(&again, "condemned.bytes"), 0, "{again:#}");
+    assert_eq!(num(&again, "pending_packs"), 0, "{again:#}");
+    let report = assert_clean(repo);
+    assert_eq!(num(&report, "unindexed_packs"), 0, "{report:#}");
+    assert_eq!(num(&report, "prune_pending_packs"), 0, "{report:#}");
+}
+
+fn basic(b: Backend) {
+    let repo = Repo::init_on(b);
+    let (x, y, z, w) = (random_bytes(1, 3 * MIB), random_bytes(2, 3 * MIB), random_bytes(3, 3 * MIB), random_bytes(4, 4 * MIB));
+    let sql = sql_like(5, 4 * MIB);
+    let s1 = snapshot_id(&repo.backup_stdin("s1", &concat(&[&x, &y])));
+    let s2_data = concat(&[&y, &z]);
+    let s2 = snapshot_id(&repo.backup_stdin("s2", &s2_data));
+    let s3 = snapshot_id(&repo.backup_stdin("s3", &w));
+    let s4 = snapshot_id(&repo.backup_stdin("s4", &sql));
+    forget(&repo, &s1);
+    forget(&repo, &s3);
+    let before = repo.stored_bytes();
+    let r = prune(&repo);
+    let after = repo.stored_bytes();
+    assert!(num(&r, "deleted_packs") > 0 && num(&r, "freed_bytes") > 0, "{r:#}");
+    assert_eq!(num(&r, "pending_packs"), 0, "a quiet repository is pruned in one run: {r:#}");
+    // W (4 MiB, incompressible) and most of X went.
+    assert!(after + 6 * MIB as u64 <= before, "stored {before} -> {after} bytes");
+    assert_eq!(num(&r, "snapshots"), 2);
+    let expected: BTreeMap<String, Vec<u8>> = [(s2, s2_data), (s4, sql)].into();
+    assert_restores(&repo, &expected);
+    assert_settled(&repo);
+    assert_restores(&repo, &expected);
+}
+
+/// A pack that is mostly garbage is rewritten: the chunks still needed move
+/// to a new pack, the old pack goes.
+fn repack(b: Backend) {
+    let repo = Repo::init_on(b);
+    let (head, tail) = (random_bytes(10, 6 * MIB), random_bytes(11, 24 * MIB));
+    let big = snapshot_id(&repo.backup_stdin("big", &concat(&[&head, &tail])));
+    let big_packs = pack_names(&repo);
+    let small = snapshot_id(&repo.backup_stdin("small", &head));
+    forget(&repo, &big);
+    let r = prune(&repo);
+    assert!(num(&r, "repacked_packs") >= 1 && num(&r, "repacked_blobs") >= 1, "{r:#}");
+    assert!(num(&r, "new_packs") >= 1, "{r:#}");
+    let left = pack_names(&repo);
+    assert!(big_packs.is_disjoint(&left), "old packs survived: {:?}", big_packs.intersection(&left).collect::<Vec<_>>());
+    assert_restores(&repo, &[(small, head)].into());
+    let used = num(&r, "used_bytes");
+    let stored: u64 = repo.pack_objects().iter().map(|(_, s)| s).sum();
+    assert!(stored < used + 2 * MIB as u64, "{stored} bytes of packs hold {used} bytes in use");
+    assert_settled(&repo);
+}
+
+backend_tests! { basic, repack }
+
+/// Hazard 1: a backup that loaded the index before prune condemned a pack
+/// deduplicates against it and commits afterwards; the pack must stay.
+#[test]
+fn hazard1_a_pack_condemned_while_a_backup_reuses_it_is_kept() {
+    let repo = Repo::init();
+    let shared = random_bytes(20, 6 * MIB);
+    let old = snapshot_id(&repo.backup_stdin("old", &shared));
+    let old_packs = pack_names(&repo);
+    let unique = random_bytes(21, 40 * MIB);
+    let (mut reaper, mut stdin) = paused_backup(&repo, "new", &unique, old_packs.len());
+    // The backup holds its lock and has read the index: now the old data becomes garbage.
+    forget(&repo, &old);
+    let r = prune(&repo);
+    assert!(num(&r, "condemned.unused") >= 1, "{r:#}");
+    assert_eq!(num(&r, "deleted_packs"), 0, "{r:#}");
+    assert!(waits_for(&r, "backup new"), "the mark must wait for the running backup: {r:#}");
+    assert!(old_packs.is_subset(&pack_names(&repo)));
+    let (code, report) = repo.check(&[]);
+    assert_eq!(code, 0, "pending marks are not damage: {report:#}");
+    assert!(num(&report, "prune_pending_packs") >= 1, "{report:#}");
+    // The backup now reads the old content and deduplicates against the condemned packs.
+    stdin.write_all(&shared).unwrap();
+    drop(stdin);
+    let out = finish(&mut reaper);
+    let new = snapshot_id(&out);
+    assert!(num(&out, "summary.chunks_new") < num(&out, "summary.chunks") - 2, "no dedup happened: {out:#}");
+    let r = prune(&repo);
+    assert!(num(&r, "rescued_packs") >= 1, "{r:#}");
+    assert!(old_packs.iter().any(|p| pack_names(&repo).contains(p)), "the reused pack was deleted");
+    let expected: BTreeMap<String, Vec<u8>> = [(new, concat(&[&unique, &shared]))].into();
+    assert_restores(&repo, &expected);
+    assert_clean(&repo);
+    prune(&repo);
+    assert_restores(&repo, &expected);
+    assert_settled(&repo);
+}
+
+/// Hazard 2: the packs of a backup that has not written its index yet are
+/// unindexed but not garbage; once it crashes, they are.
+#[test]
+fn hazard2_unindexed_packs_of_a_running_backup_survive_until_it_ends() {
+    let repo = Repo::init();
+    let first = random_bytes(30, 2 * MIB);
+    let s0 = snapshot_id(&repo.backup_stdin("first", &first));
+    let before = pack_names(&repo);
+    let data = random_bytes(31, 40 * MIB);
+    let (mut reaper, stdin) = paused_backup(&repo, "running", &data, before.len());
+    let in_flight: HashSet<String> = pack_names(&repo).difference(&before).cloned().collect();
+    for _ in 0..2 {
+        let r = prune(&repo);
+        assert!(num(&r, "condemned.unindexed") >= 1 || num(&r, "pending_packs") >= 1, "{r:#}");
+        assert_eq!(num(&r, "deleted_packs"), 0, "{r:#}");
+        assert!(waits_for(&r, "backup running"), "{r:#}");
+        assert!(in_flight.is_subset(&pack_names(&repo)), "a running backup's pack was deleted");
+        assert_eq!(repo.check(&[]).0, 0);
+    }
+    drop(stdin);
+    let out = finish(&mut reaper);
+    let r = prune(&repo);
+    assert!(num(&r, "rescued_packs") >= 1, "{r:#}");
+    assert_eq!(num(&r, "deleted_packs"), 0, "{r:#}");
+    let expected: BTreeMap<String, Vec<u8>> = [(s0, first), (snapshot_id(&out), data)].into();
+    assert_restores(&repo, &expected);
+    assert_settled(&repo);
+
+    // A backup killed mid-way leaves unindexed packs and a lock whose pid is
+    // dead: the lock is stale at once, so one prune deletes the packs.
+    let before = pack_names(&repo);
+    let (mut reaper, stdin) = paused_backup(&repo, "doomed", &random_bytes(32, 40 * MIB), before.len());
+    let orphans: HashSet<String> = pack_names(&repo).difference(&before).cloned().collect();
+    reaper.child.kill().unwrap();
+    reaper.child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(repo.object_names("locks/").len(), 1, "the killed backup's lock stays behind");
+    let r = prune(&repo);
+    assert_eq!(num(&r, "stale_locks_removed"), 1, "{r:#}");
+    assert!(num(&r, "deleted_packs") as usize >= orphans.len(), "{r:#}");
+    assert!(orphans.is_disjoint(&pack_names(&repo)));
+    assert_restores(&repo, &expected);
+    assert_settled(&repo);
+}
+
+/// Acceptance: four backup processes write to one repository (sharing data
+/// across processes) while prune runs again and again and snapshots are
+/// forgotten between rounds; every remaining snapshot restores exactly.
+#[test]
+fn prune_runs_repeatedly_while_four_backups_write() {
+    let repo = Arc::new(Repo::init());
+    let prefixes: Arc<Vec<Vec<u8>>> = Arc::new((0..4).map(|i| random_bytes(500 + i, 2 * MIB)).collect());
+    let made: Arc<Mutex<Vec<(String, blake3::Hash)>>> = Arc::default();
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (repo, prefixes, made) = (repo.clone(), prefixes.clone(), made.clone());
+            std::thread::spawn(move || {
+                for j in 0..6u64 {
+                    // Prefixes are shared by all processes; the rest is this run's own.
+                    let tail = random_bytes(1000 * w + j, MIB + (j as usize % 3) * MIB / 2);
+                    let data = concat(&[&prefixes[((w + j) % 4) as usize], &tail]);
+                    let out = repo.backup_stdin(&format!("w{w}-s{}", j % 3), &data);
+                    made.lock().unwrap().push((snapshot_id(&out), blake3::hash(&data)));
+                }
+            })
+        })
+        .collect();
+    let mut rng = Prng::new(7);
+    let mut forgotten: HashSet<String> = HashSet::new();
+    let (mut rounds, mut deleted, mut rescued, mut waited) = (0, 0, 0, 0);
+    let started = Instant::now();
+    while writers.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(200));
+        {
+            let all = made.lock().unwrap();
+            let live: Vec<&String> = all.iter().map(|(id, _)| id).filter(|id| !forgotten.contains(*id)).collect();
+            if live.len() > 2 {
+                let victim = live[(rng.next_u64() % live.len() as u64) as usize].clone();
+                forget(&repo, &victim);
+                forgotten.insert(victim);
+            }
+        }
+        let r = prune(&repo);
+        rounds += 1;
+        deleted += num(&r, "deleted_packs");
+        rescued += num(&r, "rescued_packs");
+        waited += u64::from(num(&r, "pending_packs") > 0);
+        assert_eq!(repo.check(&[]).0, 0, "check while backups and prune run");
+    }
+    for t in writers {
+        t.join().expect("a backup failed while prune ran");
+    }
+    let r = prune(&repo);
+    deleted += num(&r, "deleted_packs");
+    assert_eq!(num(&r, "pending_packs"), 0, "{r:#}");
+    eprintln!(
+        "{rounds} prune rounds in {:?}: {deleted} packs deleted, {rescued} rescued, {waited} rounds left work pending",
+        started.elapsed()
+    );
+    assert!(rounds >= 3, "prune ran only {rounds} times");
+    assert!(deleted > 0, "no garbage was ever deleted");
+    let all = made.lock().unwrap();
+    assert_eq!(all.len(), 24);
+    let remaining: Vec<&(String, blake3::Hash)> = all.iter().filter(|(id, _)| !forgotten.contains(id)).collect();
+    assert_eq!(repo.snapshots().len(), remaining.len());
+    for (id, hash) in remaining {
+        let out = repo.restore_stdout(id, &[]).ok();
+        assert_eq!(blake3::hash(&out.stdout), *hash, "snapshot {id} restored different bytes");
+    }
+    assert_settled(&repo);
+}
+
+/// Kill prune (SIGKILL) at every step of the protocol: each time, every
+/// snapshot still restores and check is clean; a normal prune then finishes.
+#[test]
+fn prune_killed_at_any_step_leaves_a_restorable_repository() {
+    const STEPS: [&str; 9] = [
+        "repack-uploaded",
+        "repack-indexed",
+        "condemn-draft",
+        "condemn-armed",
+        "retire-index-written",
+        "retire-index-deleted",
+        "retire-recorded",
+        "delete-first",
+        "delete-done",
+    ];
+    let repo = Repo::init();
+    let keep = sql_like(40, 3 * MIB);
+    let mut expected: BTreeMap<String, Vec<u8>> = [(snapshot_id(&repo.backup_stdin("keep", &keep)), keep)].into();
+    for (i, step) in STEPS.iter().enumerate() {
+        // Garbage for every step: a forgotten snapshot whose packs are
+        // mostly, but not entirely, garbage (so both repack and delete happen).
+        let head = random_bytes(100 + i as u64, 2 * MIB);
+        let big = snapshot_id(&repo.backup_stdin("big", &concat(&[&head, &random_bytes(200 + i as u64, 10 * MIB)])));
+        expected.insert(snapshot_id(&repo.backup_stdin("head", &head)), head);
+        forget(&repo, &big);
+        let mut cmd = repo.cmd(["--json", "prune"]);
+        cmd.env("DRTOOL_TEST_PRUNE_DIE_AT", step);
+        let out = run_with_input(cmd, None);
+        assert_eq!(signal_of(&out.status), Some(libc::SIGKILL), "prune did not reach {step}: {:?} {}", out.status, out.stderr);
+        assert_eq!(repo.object_names("locks/").len(), 1, "the killed prune's lock stays behind");
+        let (code, report) = repo.check(&["--read-data"]);
+        assert_eq!(code, 0, "check after a crash at {step}: {report:#}");
+        assert_restores(&repo, &expected);
+    }
+    let r = prune(&repo);
+    assert_eq!(num(&r, "stale_locks_removed"), 1, "{r:#}");
+    assert_eq!(num(&r, "pending_packs"), 0, "{r:#}");
+    assert!(num(&r, "deleted_packs") > 0, "{r:#}");
+    assert_restores(&repo, &expected);
+    assert_settled(&repo);
+    let r = prune(&repo);
+    let (stored, used) = (num(&r, "bytes"), num(&r, "used_bytes"));
+    assert!(stored < 2 * used, "garbage left after the crashes: {stored} bytes stored, {used} used");
+    assert!(repo.object_names("locks/").is_empty());
+}
+
+/// Two prunes started together: one waits for the other's lock; both succeed.
+#[test]
+fn two_prunes_at_once_do_not_interfere() {
+    let repo = Repo::init();
+    let keep = random_bytes(50, 3 * MIB);
+    let mut expected = BTreeMap::new();
+    expected.insert(snapshot_id(&repo.backup_stdin("keep", &keep)), keep.clone());
+    for i in 0..4 {
+        let g = snapshot_id(&repo.backup_stdin("garbage", &random_bytes(60 + i, 3 * MIB)));
+        forget(&repo, &g);
+    }
+    let spawn = || repo.cmd(["--json", "prune"]).spawn().unwrap();
+    let (a, b) = (spawn(), spawn());
+    let mut deleted = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_no_panic(&stderr);
+        assert!(out.status.success(), "{:?}: {stderr}", out.status);
+        deleted += num(&serde_json::from_slice(&out.stdout).unwrap(), "deleted_packs");
+    }
+    assert!(deleted >= 4, "{deleted} packs deleted");
+    assert_restores(&repo, &expected);
+    assert_settled(&repo);
+}
+
+/// `--dry-run` reports what a run would do and changes nothing, not even a lock.
+#[test]
+fn dry_run_changes_nothing() {
+    let repo = Repo::init();
+    let keep = random_bytes(70, 2 * MIB);
+    repo.backup_stdin("keep", &keep);
+    let g = snapshot_id(&repo.backup_stdin("gone", &random_bytes(71, 5 * MIB)));
+    forget(&repo, &g);
+    let before = repo.objects("");
+    let dry = repo.run(["--json", "prune", "--dry-run"]).ok().json();
+    assert_eq!(dry["dry_run"], Value::Bool(true));
+    assert!(num(&dry, "deleted_packs") > 0, "{dry:#}");
+    assert_eq!(repo.objects(""), before, "dry run changed the repository");
+    let human = repo.run(["prune", "--dry-run"]).ok().stdout_str();
+    assert!(human.contains("would delete"), "{human}");
+    let real = prune(&repo);
+    assert_eq!(num(&real, "deleted_packs"), num(&dry, "deleted_packs"), "{dry:#}\n{real:#}");
+    assert_eq!(num(&real, "deleted_bytes"), num(&dry, "deleted_bytes"));
+}
+
+/// Start `backup --stdin --name NAME`, feed it `data` and wait until it has
+/// stored a pack beyond the `packs_before` there were: it then holds its lock,
+/// has read the index, and waits for more input (which the caller may give
+/// through the returned stdin, or close).
+fn paused_backup(repo: &Repo, name: &str, data: &[u8], packs_before: usize) -> (Reaper, ChildStdin) {
+    let mut reaper =
+        Reaper::new(repo.cmd(["--json", "backup", "--stdin", "--name", name]).stdin(Stdio::piped()).spawn().unwrap());
+    let mut stdin = reaper.child.stdin.take().unwrap();
+    stdin.write_all(data).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || repo.pack_objects().len() > packs_before),
+        "the backup stored no pack"
+    );
+    (reaper, stdin)
+}
+
+/// Wait for a backup started by [`paused_backup`]; it must succeed.
+fn finish(reaper: &mut Reaper) -> Value {
+    let status = wait_timeout(&mut reaper.child, Duration::from_secs(60));
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(reaper.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(reaper.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_no_panic(&stderr);
+    assert!(status.success(), "backup failed: {status:?}\n{stderr}");
+    serde_json::from_slice(&stdout).unwrap()
+}
+
+/// Whether some pending batch waits for a run whose description contains `what`.
+fn waits_for(report: &Value, what: &str) -> bool {
+    report["pending"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|b| b["waiting_for"].as_array().is_some_and(|w| w.iter().any(|h| h.as_str().is_some_and(|s| s.contains(what))))))
+}
