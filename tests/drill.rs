@@ -93,7 +93,12 @@ fn junit_testcases(path: &Path) -> usize {
 }
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name:?} in {report}"))
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name:?} in {report}"))
 }
 
 #[test]
@@ -107,7 +112,16 @@ fn mariadb_drill_passes_with_every_check_reported() {
     let dir = s.repo.scratch("reports");
     let (j, x, m) = (dir.join("r.json"), dir.join("r.xml"), dir.join("r.md"));
     let out = s.run(
-        &["drill", "shop", "--json", j.to_str().unwrap(), "--junit", x.to_str().unwrap(), "--markdown", m.to_str().unwrap()],
+        &[
+            "drill",
+            "shop",
+            "--json",
+            j.to_str().unwrap(),
+            "--junit",
+            x.to_str().unwrap(),
+            "--markdown",
+            m.to_str().unwrap(),
+        ],
         &db.password,
     );
     let out = out.ok();
@@ -148,11 +162,16 @@ fn a_failing_user_check_fails_the_drill_and_names_it() {
     let name = fresh("drillbad");
     shop_mariadb(db, &name);
     let s = Setup::new();
-    let wrong = "[[drill.checks]]\nname = \"customer count\"\nsql = \"SELECT COUNT(*) FROM customers\"\nexpect = \"999\"\n";
+    let wrong =
+        "[[drill.checks]]\nname = \"customer count\"\nsql = \"SELECT COUNT(*) FROM customers\"\nexpect = \"999\"\n";
     s.policy("bad", &drill_body(&db.url(&name), "mariadb", wrong));
     s.run(&["run", "bad"], &db.password).ok();
     let out = s.run(&["drill", "bad"], &db.password).expect_code(8);
-    assert!(out.stderr.contains("\"customer count\" failed") && out.stderr.contains("expected \"999\""), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("\"customer count\" failed") && out.stderr.contains("expected \"999\""),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -233,7 +252,8 @@ fn external_drill_restores_under_temporary_names_and_drops_them() {
     s.run(&["run", "ext"], &db.password).ok();
     let report = s.run(&["--json", "drill", "ext"], &db.password).ok().json();
     assert_eq!(report["ok"], true, "{report}");
-    let left = db.sql(None, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'drtool\\_drill\\_%'");
+    let left =
+        db.sql(None, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'drtool\\_drill\\_%'");
     assert_eq!(left, "0", "temporary databases left behind");
 }
 
@@ -258,7 +278,10 @@ fn an_interrupted_drill_leaves_nothing_behind() {
     send_signal(child.id(), libc::SIGINT);
     let status = wait_timeout(&mut child, Duration::from_secs(60));
     assert_eq!(status.code(), Some(130));
-    assert!(wait_until(Duration::from_secs(20), || !alive(pid)), "scratch mariadbd {pid} survived the interrupted drill");
+    assert!(
+        wait_until(Duration::from_secs(20), || !alive(pid)),
+        "scratch mariadbd {pid} survived the interrupted drill"
+    );
     assert!(wait_until(Duration::from_secs(20), || !datadir.exists()), "{} left behind", datadir.display());
     if let Some(port) = port {
         assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "port {port} still taken");

@@ -183,7 +183,9 @@ fn check_definer_copy(conn: &MysqlConn, db: &str, id: u32) {
         ("event", format!("SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{db}'")),
         (
             "routines",
-            format!("SELECT GROUP_CONCAT(DISTINCT DEFINER) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{db}'"),
+            format!(
+                "SELECT GROUP_CONCAT(DISTINCT DEFINER) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{db}'"
+            ),
         ),
     ] {
         assert_eq!(q(&sql), "root@localhost", "{kind} definer in {db}");
@@ -204,7 +206,10 @@ fn mariadb_scratch_serves_sql_restores_definers_and_leaves_nothing() {
     assert!(![3306, 5432, 27017].contains(&port));
     assert_eq!(s.cluster_size().expect("cluster size"), 1);
     let conn = mysql(&s.url(), s.password());
-    assert_eq!(one(&conn, None, "SELECT @@character_set_server, @@bind_address, @@port"), format!("utf8mb4\t127.0.0.1\t{port}"));
+    assert_eq!(
+        one(&conn, None, "SELECT @@character_set_server, @@bind_address, @@port"),
+        format!("utf8mb4\t127.0.0.1\t{port}")
+    );
     conn.execute(None, "CREATE DATABASE t; CREATE TABLE t.kv (k INT PRIMARY KEY, v TEXT); INSERT INTO t.kv VALUES (1, 'one'), (2, 'two')")
         .expect("write");
     assert_eq!(one(&conn, Some("t"), "SELECT GROUP_CONCAT(v ORDER BY k) FROM kv"), "one,two");
@@ -373,7 +378,12 @@ fn killed_holder_leaves_nothing(kind: ScratchKind) {
     child.wait().expect("reap the helper");
     let gone = wait_until(Duration::from_secs(15), || leftovers(&pids, &dir).is_empty() && !dir.exists());
     eprintln!("{kind}: watchdog cleaned up in {:.2?}", killed.elapsed());
-    assert!(gone, "{kind} scratch outlived its killed holder: {:?}, dir exists: {}", leftovers(&pids, &dir), dir.exists());
+    assert!(
+        gone,
+        "{kind} scratch outlived its killed holder: {:?}, dir exists: {}",
+        leftovers(&pids, &dir),
+        dir.exists()
+    );
     assert_gone(&format!("{kind} after its holder was killed"), &pids, &ports, &dir);
 }
 

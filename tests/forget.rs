@@ -35,7 +35,11 @@ fn retention_keeps_per_name_explains_itself_and_dry_run_changes_nothing() {
     let id_at = |t: &str| db.iter().find(|(time, _)| time == t).unwrap().1.as_str();
     assert_eq!(kept, [id_at("2026-03-13T18:00:00Z"), id_at("2026-03-12T18:00:00Z")]);
     let reasons = db_group["keep"][0]["reasons"].as_array().unwrap();
-    assert!(reasons.iter().any(|r| r == "last snapshot") && reasons.iter().any(|r| r.as_str().unwrap().starts_with("daily")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "last snapshot")
+            && reasons.iter().any(|r| r.as_str().unwrap().starts_with("daily")),
+        "{reasons:?}"
+    );
     assert_eq!(db_group["remove"].as_array().unwrap().len(), 14);
     // "files" is its own group: its two snapshots are on two days.
     let files = groups.iter().find(|g| g["name"] == "files").unwrap();

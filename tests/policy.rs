@@ -59,11 +59,14 @@ impl Setup {
 
 #[test]
 fn example_policies_are_valid() {
-    let out = run_with_input({
-        let mut c = drtool();
-        c.args(["policy", "check", EXAMPLES]);
-        c
-    }, None)
+    let out = run_with_input(
+        {
+            let mut c = drtool();
+            c.args(["policy", "check", EXAMPLES]);
+            c
+        },
+        None,
+    )
     .ok();
     assert!(out.stdout_str().contains("4 policies checked, 0 invalid"), "{}", out.stdout_str());
 }
@@ -71,28 +74,128 @@ fn example_policies_are_valid() {
 /// (policy text, expected line, expected column or 0 for any, text the message must contain)
 const BROKEN: &[(&str, usize, usize, &str)] = &[
     ("name = \"x\nrepository = \"/r\"\n", 1, 0, "string"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\nschedule = 5\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 4, 12, "string"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\ncolour = \"red\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 4, 1, "colour"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\nshell = true\n", 7, 1, "shell"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\nschedule = \"61 * * * *\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 4, 12, "minute"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"ftp\"\n", 5, 8, "expected mysql, postgres, mongodb, command or paths"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"mysql\"\n", 4, 0, "source.url is missing"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"mysql\"\nurl = \"mysql://u:secret@h/db\"\n", 6, 7, "not accepted"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"postgres\"\nurl = \"mysql://u@h/db\"\n", 6, 7, "kind is \"postgres\""),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\npassword_file = \"/f\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 4, 0, "more than one"),
-    ("name = \"x\"\nrepository = \"/r\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 1, 0, "no repository password"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[notify]\nwebhook = \"ftp://x\"\n", 8, 11, "http"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\ncompression = 42\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 4, 15, "0 (off) to 19"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"paths\"\npaths = [\"relative/dir\"]\n", 4, 0, "absolute"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[retention]\nkeep_daily = \"seven\"\n", 8, 14, "expected i64"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[retention]\nkeep_dayly = 7\n", 8, 1, "keep_dayly"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[retention]\nkeep_within = \"5 parsecs\"\n", 7, 0, "keep_within"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[drill]\nscratch = \"oracle\"\n", 7, 0, "expected one of mariadb"),
-    ("name = \"bad name!\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 1, 8, "invalid name"),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\nschedule = 5\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        4,
+        12,
+        "string",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\ncolour = \"red\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        4,
+        1,
+        "colour",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\nshell = true\n",
+        7,
+        1,
+        "shell",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\nschedule = \"61 * * * *\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        4,
+        12,
+        "minute",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"ftp\"\n",
+        5,
+        8,
+        "expected mysql, postgres, mongodb, command or paths",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"mysql\"\n",
+        4,
+        0,
+        "source.url is missing",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"mysql\"\nurl = \"mysql://u:secret@h/db\"\n",
+        6,
+        7,
+        "not accepted",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"postgres\"\nurl = \"mysql://u@h/db\"\n",
+        6,
+        7,
+        "kind is \"postgres\"",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\npassword_file = \"/f\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        4,
+        0,
+        "more than one",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        1,
+        0,
+        "no repository password",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[notify]\nwebhook = \"ftp://x\"\n",
+        8,
+        11,
+        "http",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\ncompression = 42\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        4,
+        15,
+        "0 (off) to 19",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"paths\"\npaths = [\"relative/dir\"]\n",
+        4,
+        0,
+        "absolute",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[retention]\nkeep_daily = \"seven\"\n",
+        8,
+        14,
+        "expected i64",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[retention]\nkeep_dayly = 7\n",
+        8,
+        1,
+        "keep_dayly",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[retention]\nkeep_within = \"5 parsecs\"\n",
+        7,
+        0,
+        "keep_within",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[drill]\nscratch = \"oracle\"\n",
+        7,
+        0,
+        "expected one of mariadb",
+    ),
+    (
+        "name = \"bad name!\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        1,
+        8,
+        "invalid name",
+    ),
     ("repository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 1, 1, "name"),
     ("name = \"x\"\nname = \"y\"\n", 2, 1, "duplicate"),
-    ("name = \"x\"\nrepository = \"ftp://r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n", 2, 14, "unsupported repository"),
-    ("name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[hooks]\npre = [[]]\n", 7, 0, "non-empty command list"),
+    (
+        "name = \"x\"\nrepository = \"ftp://r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n",
+        2,
+        14,
+        "unsupported repository",
+    ),
+    (
+        "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"command\"\ncommand = [\"true\"]\n[hooks]\npre = [[]]\n",
+        7,
+        0,
+        "non-empty command list",
+    ),
 ];
 
 #[test]
@@ -140,7 +243,13 @@ fn fuzzed_policies_never_panic_and_errors_are_located() {
                 2 => {
                     let lines: Vec<&[u8]> = t.split(|b| *b == b'\n').collect();
                     let skip = rng.below(lines.len() as u64) as usize;
-                    t = lines.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, l)| l.to_vec()).collect::<Vec<_>>().join(&b'\n');
+                    t = lines
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != skip)
+                        .map(|(_, l)| l.to_vec())
+                        .collect::<Vec<_>>()
+                        .join(&b'\n');
                 }
                 3 => {
                     let i = rng.below(t.len() as u64) as usize;
@@ -249,10 +358,18 @@ fn run_backs_up_applies_retention_writes_metrics_and_notifies() {
     assert!(marks.join("pre").exists());
     assert_eq!(std::fs::read_to_string(marks.join("post")).unwrap(), "success:nightly\n".repeat(3));
     let prom = std::fs::read_to_string(metrics.join("drtool_nightly.prom")).unwrap();
-    for want in ["drtool_last_run_success{policy=\"nightly\"} 1", "drtool_snapshots{policy=\"nightly\"} 2", "# TYPE drtool_last_success_timestamp_seconds gauge"] {
+    for want in [
+        "drtool_last_run_success{policy=\"nightly\"} 1",
+        "drtool_snapshots{policy=\"nightly\"} 2",
+        "# TYPE drtool_last_success_timestamp_seconds gauge",
+    ] {
         assert!(prom.contains(want), "{want} missing from:\n{prom}");
     }
-    assert!(wait_until(Duration::from_secs(5), || got.lock().unwrap().len() == 3), "webhook calls: {:?}", got.lock().unwrap());
+    assert!(
+        wait_until(Duration::from_secs(5), || got.lock().unwrap().len() == 3),
+        "webhook calls: {:?}",
+        got.lock().unwrap()
+    );
     let calls = got.lock().unwrap();
     assert_eq!(calls[2]["event"], "backup_succeeded");
     assert_eq!(calls[2]["report"]["policy"], "nightly");
@@ -304,7 +421,10 @@ fn a_second_run_is_locked_at_once_and_a_killed_run_blocks_nothing() {
     let mut first = s.cmd(&["run", "slow"]);
     first.stdout(Stdio::null()).stderr(Stdio::null());
     let mut first = first.spawn().unwrap();
-    assert!(wait_until(Duration::from_secs(20), || !children_of(first.id()).is_empty()), "first run never started its source");
+    assert!(
+        wait_until(Duration::from_secs(20), || !children_of(first.id()).is_empty()),
+        "first run never started its source"
+    );
     let started = std::time::Instant::now();
     let out = s.run(&["run", "slow"]).expect_code(11);
     assert!(started.elapsed() < Duration::from_secs(5), "the second run waited");
@@ -337,14 +457,34 @@ fn systemd_analyze() -> bool {
 fn schedule_writes_systemd_units_and_crontab_lines() {
     let s = Setup::new();
     let src = "[source]\nkind = \"command\"\ncommand = [\"true\"]\n";
-    s.policy("nightly", &format!("schedule = \"30 2 * * *\"\n{src}"));
+    s.policy(
+        "nightly",
+        &format!("schedule = \"30 2 * * *\"\n{src}[drill]\nscratch = \"mariadb\"\nschedule = \"0 6 * * 0\"\n"),
+    );
     s.policy("both-days", &format!("schedule = \"0 4 1,15 * Fri\"\n{src}"));
     s.policy("manual", src);
     let units = s.repo.scratch("units");
     s.run(&["schedule", "--systemd", units.to_str().unwrap()]).ok();
     let mut names: Vec<String> = std::fs::read_dir(&units).unwrap().map(|e| file_name(&e.unwrap().path())).collect();
     names.sort();
-    assert_eq!(names, ["drtool-both-days.service", "drtool-both-days.timer", "drtool-nightly.service", "drtool-nightly.timer"]);
+    assert_eq!(
+        names,
+        [
+            "drtool-both-days.service",
+            "drtool-both-days.timer",
+            "drtool-drill-nightly.service",
+            "drtool-drill-nightly.timer",
+            "drtool-nightly.service",
+            "drtool-nightly.timer"
+        ]
+    );
+    let drill = std::fs::read_to_string(units.join("drtool-drill-nightly.service")).unwrap();
+    assert!(drill.contains(" drill nightly"), "{drill}");
+    assert!(
+        std::fs::read_to_string(units.join("drtool-drill-nightly.timer"))
+            .unwrap()
+            .contains("OnCalendar=Sun *-*-* 06:00:00")
+    );
     let timer = std::fs::read_to_string(units.join("drtool-both-days.timer")).unwrap();
     assert!(timer.contains("Persistent=true"), "{timer}");
     let calendars: Vec<&str> = timer.lines().filter_map(|l| l.strip_prefix("OnCalendar=")).collect();
@@ -353,7 +493,9 @@ fn schedule_writes_systemd_units_and_crontab_lines() {
     assert!(service.contains("Type=oneshot") && service.contains(" run nightly"), "{service}");
     if systemd_analyze() {
         for u in ["drtool-nightly.timer", "drtool-both-days.timer"] {
-            for c in std::fs::read_to_string(units.join(u)).unwrap().lines().filter_map(|l| l.strip_prefix("OnCalendar=")) {
+            for c in
+                std::fs::read_to_string(units.join(u)).unwrap().lines().filter_map(|l| l.strip_prefix("OnCalendar="))
+            {
                 let out = std::process::Command::new("systemd-analyze").args(["calendar", c]).output().unwrap();
                 assert!(out.status.success(), "systemd rejects {c}: {}", String::from_utf8_lossy(&out.stderr));
             }
@@ -362,6 +504,7 @@ fn schedule_writes_systemd_units_and_crontab_lines() {
     let cron = s.run(&["schedule", "--crontab"]).ok().stdout_str();
     assert!(cron.lines().any(|l| l.starts_with("30 2 * * * ") && l.contains(" run nightly")), "{cron}");
     assert!(!cron.contains("run manual"), "{cron}");
+    assert!(cron.lines().any(|l| l.starts_with("0 6 * * 0 ") && l.contains(" drill nightly")), "{cron}");
     let next = s.run(&["--json", "schedule", "--next", "nightly"]).ok().json();
     let times: Vec<&str> = next.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     assert_eq!(times.len(), 5);
@@ -371,7 +514,10 @@ fn schedule_writes_systemd_units_and_crontab_lines() {
 #[test]
 fn the_daemon_runs_due_policies_and_stops_cleanly() {
     let s = Setup::new();
-    s.policy("every-minute", "schedule = \"* * * * *\"\n[source]\nkind = \"command\"\ncommand = [\"echo\", \"tick\"]\n");
+    s.policy(
+        "every-minute",
+        "schedule = \"* * * * *\"\n[source]\nkind = \"command\"\ncommand = [\"echo\", \"tick\"]\n",
+    );
     let mut daemon = s.cmd(&["daemon"]);
     daemon.stdout(Stdio::null()).stderr(Stdio::piped()).env("DRTOOL_LOG", "info");
     let mut daemon = daemon.spawn().unwrap();

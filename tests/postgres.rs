@@ -187,7 +187,10 @@ fn server_killed_during_the_dump_leaves_no_snapshot() {
         children_of(child.id())
             .iter()
             // The database dump itself (not pg_dumpall's globals before it).
-            .any(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("--format=custom")))
+            .any(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--format=custom"))
+            })
     });
     assert!(dumping, "pg_dump never started");
     std::thread::sleep(Duration::from_millis(150));

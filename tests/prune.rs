@@ -67,7 +67,8 @@ fn assert_settled(repo: &Repo) {
 
 fn basic(b: Backend) {
     let repo = Repo::init_on(b);
-    let (x, y, z, w) = (random_bytes(1, 3 * MIB), random_bytes(2, 3 * MIB), random_bytes(3, 3 * MIB), random_bytes(4, 4 * MIB));
+    let (x, y, z, w) =
+        (random_bytes(1, 3 * MIB), random_bytes(2, 3 * MIB), random_bytes(3, 3 * MIB), random_bytes(4, 4 * MIB));
     let sql = sql_like(5, 4 * MIB);
     let s1 = snapshot_id(&repo.backup_stdin("s1", &concat(&[&x, &y])));
     let s2_data = concat(&[&y, &z]);
@@ -103,7 +104,11 @@ fn repack(b: Backend) {
     assert!(num(&r, "repacked_packs") >= 1 && num(&r, "repacked_blobs") >= 1, "{r:#}");
     assert!(num(&r, "new_packs") >= 1, "{r:#}");
     let left = pack_names(&repo);
-    assert!(big_packs.is_disjoint(&left), "old packs survived: {:?}", big_packs.intersection(&left).collect::<Vec<_>>());
+    assert!(
+        big_packs.is_disjoint(&left),
+        "old packs survived: {:?}",
+        big_packs.intersection(&left).collect::<Vec<_>>()
+    );
     assert_restores(&repo, &[(small, head)].into());
     let used = num(&r, "used_bytes");
     let stored: u64 = repo.pack_objects().iter().map(|(_, s)| s).sum();
@@ -195,24 +200,29 @@ fn hazard2_unindexed_packs_of_a_running_backup_survive_until_it_ends() {
     assert_settled(&repo);
 }
 
-/// Acceptance: four backup processes write to one repository (sharing data
-/// across processes) while prune runs again and again and snapshots are
-/// forgotten between rounds; every remaining snapshot restores exactly.
+/// Acceptance: four backup processes write to one repository while prune
+/// runs again and again and snapshots are forgotten between rounds; every
+/// remaining snapshot restores exactly and check stays clean throughout.
+///
+/// Each backup sends its own data, pauses (holding its lock, index loaded),
+/// then sends a block from a pool shared by all processes. Forgetting half of
+/// the snapshots each round regularly leaves a pool block unreferenced just
+/// before a paused backup deduplicates against it: hazard 1, many times over.
 #[test]
 fn prune_runs_repeatedly_while_four_backups_write() {
     let repo = Arc::new(Repo::init());
-    let prefixes: Arc<Vec<Vec<u8>>> = Arc::new((0..4).map(|i| random_bytes(500 + i, 2 * MIB)).collect());
+    let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..6).map(|i| random_bytes(500 + i, 2 * MIB)).collect());
     let made: Arc<Mutex<Vec<(String, blake3::Hash)>>> = Arc::default();
     let writers: Vec<_> = (0..4u64)
         .map(|w| {
-            let (repo, prefixes, made) = (repo.clone(), prefixes.clone(), made.clone());
+            let (repo, pool, made) = (repo.clone(), pool.clone(), made.clone());
             std::thread::spawn(move || {
-                for j in 0..6u64 {
-                    // Prefixes are shared by all processes; the rest is this run's own.
-                    let tail = random_bytes(1000 * w + j, MIB + (j as usize % 3) * MIB / 2);
-                    let data = concat(&[&prefixes[((w + j) % 4) as usize], &tail]);
-                    let out = repo.backup_stdin(&format!("w{w}-s{}", j % 3), &data);
-                    made.lock().unwrap().push((snapshot_id(&out), blake3::hash(&data)));
+                for j in 0..8u64 {
+                    let own = random_bytes(1000 * w + j, MIB + (j as usize % 3) * MIB / 2);
+                    let shared = &pool[((w * 3 + j) % 6) as usize];
+                    let name = format!("w{w}-s{}", j % 3);
+                    let out = backup_with_pause(&repo, &name, &own, Duration::from_millis(150), shared);
+                    made.lock().unwrap().push((snapshot_id(&out), blake3::hash(&concat(&[&own, shared]))));
                 }
             })
         })
@@ -222,14 +232,14 @@ fn prune_runs_repeatedly_while_four_backups_write() {
     let (mut rounds, mut deleted, mut rescued, mut waited) = (0, 0, 0, 0);
     let started = Instant::now();
     while writers.iter().any(|t| !t.is_finished()) {
-        std::thread::sleep(Duration::from_millis(200));
         {
             let all = made.lock().unwrap();
             let live: Vec<&String> = all.iter().map(|(id, _)| id).filter(|id| !forgotten.contains(*id)).collect();
-            if live.len() > 2 {
-                let victim = live[(rng.next_u64() % live.len() as u64) as usize].clone();
-                forget(&repo, &victim);
-                forgotten.insert(victim);
+            for id in live.iter().skip(2) {
+                if rng.next_u64() % 2 == 0 {
+                    forget(&repo, id);
+                    forgotten.insert(id.to_string());
+                }
             }
         }
         let r = prune(&repo);
@@ -237,22 +247,28 @@ fn prune_runs_repeatedly_while_four_backups_write() {
         deleted += num(&r, "deleted_packs");
         rescued += num(&r, "rescued_packs");
         waited += u64::from(num(&r, "pending_packs") > 0);
-        assert_eq!(repo.check(&[]).0, 0, "check while backups and prune run");
+        if rounds % 3 == 0 {
+            let (code, report) = repo.check(&[]);
+            assert_eq!(code, 0, "check while backups and prune run: {report:#}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     for t in writers {
         t.join().expect("a backup failed while prune ran");
     }
     let r = prune(&repo);
     deleted += num(&r, "deleted_packs");
+    rescued += num(&r, "rescued_packs");
     assert_eq!(num(&r, "pending_packs"), 0, "{r:#}");
     eprintln!(
         "{rounds} prune rounds in {:?}: {deleted} packs deleted, {rescued} rescued, {waited} rounds left work pending",
         started.elapsed()
     );
-    assert!(rounds >= 3, "prune ran only {rounds} times");
+    assert!(rounds >= 5, "prune ran only {rounds} times");
     assert!(deleted > 0, "no garbage was ever deleted");
+    assert!(waited > 0, "no prune ever had to wait for a running backup: the test lost its point");
     let all = made.lock().unwrap();
-    assert_eq!(all.len(), 24);
+    assert_eq!(all.len(), 32);
     let remaining: Vec<&(String, blake3::Hash)> = all.iter().filter(|(id, _)| !forgotten.contains(id)).collect();
     assert_eq!(repo.snapshots().len(), remaining.len());
     for (id, hash) in remaining {
@@ -260,6 +276,24 @@ fn prune_runs_repeatedly_while_four_backups_write() {
         assert_eq!(blake3::hash(&out.stdout), *hash, "snapshot {id} restored different bytes");
     }
     assert_settled(&repo);
+}
+
+/// `backup --stdin` of `first`, a pause, then `second`; asserted successful.
+fn backup_with_pause(repo: &Repo, name: &str, first: &[u8], pause: Duration, second: &[u8]) -> Value {
+    let mut child = repo.cmd(["--json", "backup", "--stdin", "--name", name]).stdin(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (first, second) = (first.to_vec(), second.to_vec());
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(&first).unwrap();
+        std::thread::sleep(pause);
+        stdin.write_all(&second).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_no_panic(&stderr);
+    assert!(out.status.success(), "backup {name} failed while prune ran: {:?}\n{stderr}", out.status);
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Kill prune (SIGKILL) at every step of the protocol: each time, every
@@ -290,7 +324,13 @@ fn prune_killed_at_any_step_leaves_a_restorable_repository() {
         let mut cmd = repo.cmd(["--json", "prune"]);
         cmd.env("DRTOOL_TEST_PRUNE_DIE_AT", step);
         let out = run_with_input(cmd, None);
-        assert_eq!(signal_of(&out.status), Some(libc::SIGKILL), "prune did not reach {step}: {:?} {}", out.status, out.stderr);
+        assert_eq!(
+            signal_of(&out.status),
+            Some(libc::SIGKILL),
+            "prune did not reach {step}: {:?} {}",
+            out.status,
+            out.stderr
+        );
         assert_eq!(repo.object_names("locks/").len(), 1, "the killed prune's lock stays behind");
         let (code, report) = repo.check(&["--read-data"]);
         assert_eq!(code, 0, "check after a crash at {step}: {report:#}");
@@ -384,7 +424,9 @@ fn finish(reaper: &mut Reaper) -> Value {
 
 /// Whether some pending batch waits for a run whose description contains `what`.
 fn waits_for(report: &Value, what: &str) -> bool {
-    report["pending"]
-        .as_array()
-        .is_some_and(|p| p.iter().any(|b| b["waiting_for"].as_array().is_some_and(|w| w.iter().any(|h| h.as_str().is_some_and(|s| s.contains(what))))))
+    report["pending"].as_array().is_some_and(|p| {
+        p.iter().any(|b| {
+            b["waiting_for"].as_array().is_some_and(|w| w.iter().any(|h| h.as_str().is_some_and(|s| s.contains(what))))
+        })
+    })
 }

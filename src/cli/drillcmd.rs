@@ -48,7 +48,8 @@ pub async fn drill(g: &Global, a: DrillArgs) -> Result<u8, Failure> {
 
 fn write_reports(a: &DrillArgs, r: &DrillReport, value: &serde_json::Value) -> Result<(), Failure> {
     let write = |path: &std::path::Path, text: String| {
-        std::fs::write(path, text).map_err(|e| Failure::new(exit::ERROR, anyhow::anyhow!("cannot write {}: {e}", path.display())))
+        std::fs::write(path, text)
+            .map_err(|e| Failure::new(exit::ERROR, anyhow::anyhow!("cannot write {}: {e}", path.display())))
     };
     if let Some(f) = &a.json_file {
         write(f, serde_json::to_string_pretty(value).unwrap_or_default() + "\n")?;
@@ -64,17 +65,22 @@ fn write_reports(a: &DrillArgs, r: &DrillReport, value: &serde_json::Value) -> R
 
 pub async fn list(g: &Global, policy: Option<&str>) -> Result<u8, Failure> {
     let repo = open_repo(g).await?;
-    let mut all: Vec<serde_json::Value> = drills::list(&repo)
-        .await?
-        .into_iter()
-        .filter(|d| policy.is_none_or(|p| d["policy"] == p))
-        .collect();
+    let mut all: Vec<serde_json::Value> =
+        drills::list(&repo).await?.into_iter().filter(|d| policy.is_none_or(|p| d["policy"] == p)).collect();
     all.sort_by(|a, b| a["started"].as_str().cmp(&b["started"].as_str()));
     if g.json {
         print_json(&all)?;
         return Ok(exit::OK);
     }
-    outln!("{:<19}  {:<16}  {:<8}  {:<8}  {:>9}  {:>9}  result", "started (UTC)", "policy", "snapshot", "scratch", "RTO", "RPO");
+    outln!(
+        "{:<19}  {:<16}  {:<8}  {:<8}  {:>9}  {:>9}  result",
+        "started (UTC)",
+        "policy",
+        "snapshot",
+        "scratch",
+        "RTO",
+        "RPO"
+    );
     for d in &all {
         let started = d["started"].as_str().unwrap_or("").replace('T', " ");
         outln!(

@@ -2,13 +2,13 @@
 
 mod commands;
 mod dbrestore;
-mod forget;
-mod policycmd;
 mod drillcmd;
-mod prunecmd;
 pub mod exit;
+mod forget;
 mod keycmd;
 pub mod output;
+mod policycmd;
+mod prunecmd;
 mod secrets;
 
 use clap::{Args, Parser, Subcommand};

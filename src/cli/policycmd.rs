@@ -66,7 +66,8 @@ pub fn check(g: &Global, paths: &[PathBuf]) -> Result<u8, Failure> {
 
 /// Load all valid policies of the directory; invalid ones are reported.
 fn load_all(dir: &Path) -> Result<(Vec<Policy>, usize), Failure> {
-    let files = file::policy_files(dir).map_err(|e| Failure::usage(format!("cannot read policies directory {}: {e}", dir.display())))?;
+    let files = file::policy_files(dir)
+        .map_err(|e| Failure::usage(format!("cannot read policies directory {}: {e}", dir.display())))?;
     let mut out = Vec::new();
     let mut invalid = 0;
     for f in files {
@@ -155,40 +156,55 @@ pub fn schedule(g: &Global, a: ScheduleArgs) -> Result<u8, Failure> {
     let dir = absolute(&policies_dir(g));
     let (all, invalid) = load_all(&dir)?;
     if invalid > 0 {
-        return Err(Failure::usage(format!("{invalid} invalid policies in {}: fix them first (drtool policy check)", dir.display())));
+        return Err(Failure::usage(format!(
+            "{invalid} invalid policies in {}: fix them first (drtool policy check)",
+            dir.display()
+        )));
     }
-    let scheduled: Vec<&Policy> = all.iter().filter(|p| p.schedule.is_some()).collect();
+    let jobs = crate::job::daemon::jobs(&all);
     let exe = exe();
+    // Unit and crontab names: drtool-NAME for backups, drtool-drill-NAME for drills.
+    let unit = |j: &crate::job::daemon::Job| {
+        if j.command == "run" { format!("drtool-{}", j.policy) } else { format!("drtool-drill-{}", j.policy) }
+    };
     if a.crontab {
         outln!("# drtool policies from {} (install with: crontab -e, or copy into a user crontab)", dir.display());
-        for p in &scheduled {
-            if let Some(s) = &p.schedule {
-                outln!("{} {} --policies {} run {} >/dev/null", s.crontab(), exe, dir.display(), p.name);
-            }
+        for j in &jobs {
+            outln!(
+                "{} {} --policies {} {} {} >/dev/null",
+                j.schedule.crontab(),
+                exe,
+                dir.display(),
+                j.command,
+                j.policy
+            );
         }
         return Ok(exit::OK);
     }
     if let Some(out) = &a.systemd {
         std::fs::create_dir_all(out).map_err(|e| Failure::new(exit::ERROR, e))?;
         let mut written = Vec::new();
-        for p in &scheduled {
-            let Some(s) = &p.schedule else { continue };
+        for j in &jobs {
+            let what = if j.command == "run" { "backup" } else { "restore drill" };
             let service = format!(
-                "[Unit]\nDescription=drtool backup policy {name}\nWants=network-online.target\nAfter=network-online.target\n\n\
-                 [Service]\nType=oneshot\nExecStart={exe} --policies {dir} run {name}\nNice=10\nIOSchedulingClass=best-effort\nIOSchedulingPriority=7\n",
-                name = p.name,
+                "[Unit]\nDescription=drtool {what} of policy {name}\nWants=network-online.target\nAfter=network-online.target\n\n\
+                 [Service]\nType=oneshot\nExecStart={exe} --policies {dir} {cmd} {name}\nNice=10\nIOSchedulingClass=best-effort\nIOSchedulingPriority=7\n",
+                name = j.policy,
+                cmd = j.command,
                 dir = dir.display()
             );
-            let calendars: String = s.on_calendar().iter().map(|c| format!("OnCalendar={c}\n")).collect();
+            let calendars: String = j.schedule.on_calendar().iter().map(|c| format!("OnCalendar={c}\n")).collect();
             let timer = format!(
-                "[Unit]\nDescription=drtool schedule of policy {name} ({cron})\n\n[Timer]\n{calendars}Persistent=true\nUnit=drtool-{name}.service\n\n\
+                "[Unit]\nDescription=drtool schedule of {what} {name} ({cron})\n\n[Timer]\n{calendars}Persistent=true\nUnit={unit}.service\n\n\
                  [Install]\nWantedBy=timers.target\n",
-                name = p.name,
-                cron = s.as_str()
+                name = j.policy,
+                cron = j.schedule.as_str(),
+                unit = unit(j)
             );
             for (ext, body) in [("service", service), ("timer", timer)] {
-                let f = out.join(format!("drtool-{}.{ext}", p.name));
-                std::fs::write(&f, body).map_err(|e| Failure::new(exit::ERROR, anyhow::anyhow!("{}: {e}", f.display())))?;
+                let f = out.join(format!("{}.{ext}", unit(j)));
+                std::fs::write(&f, body)
+                    .map_err(|e| Failure::new(exit::ERROR, anyhow::anyhow!("{}: {e}", f.display())))?;
                 written.push(f);
             }
         }
@@ -209,13 +225,15 @@ pub async fn daemon(g: &Global) -> Result<u8, Failure> {
     let dir = absolute(&policies_dir(g));
     let (all, invalid) = load_all(&dir)?;
     if invalid > 0 {
-        return Err(Failure::usage(format!("{invalid} invalid policies in {}: fix them first (drtool policy check)", dir.display())));
+        return Err(Failure::usage(format!(
+            "{invalid} invalid policies in {}: fix them first (drtool policy check)",
+            dir.display()
+        )));
     }
-    let scheduled: Vec<Policy> = all.into_iter().filter(|p| p.schedule.is_some()).collect();
-    if scheduled.is_empty() {
+    if crate::job::daemon::jobs(&all).is_empty() {
         return Err(Failure::usage(format!("no policy in {} has a schedule", dir.display())));
     }
-    crate::job::daemon::run(&scheduled, &dir, &exe()).await.map_err(|e| Failure::new(exit::ERROR, e))?;
+    crate::job::daemon::run(&all, &dir, &exe()).await.map_err(|e| Failure::new(exit::ERROR, e))?;
     // Stopped by SIGTERM/SIGINT after its runs finished: a clean shutdown.
     Ok(exit::OK)
 }

@@ -29,7 +29,8 @@ pub async fn run(g: &Global, a: PruneArgs) -> Result<u8, Failure> {
 }
 
 fn human(r: &PruneReport, ms: u64) -> Result<(), Failure> {
-    let (copy, delete, free) = if r.dry_run { ("would be copied", "would delete", "would free") } else { ("copied", "deleted", "freed") };
+    let (copy, delete, free) =
+        if r.dry_run { ("would be copied", "would delete", "would free") } else { ("copied", "deleted", "freed") };
     outln!(
         "{} snapshots; {} packs ({}) stored, of which snapshots use {}",
         r.snapshots,
@@ -71,7 +72,8 @@ fn human(r: &PruneReport, ms: u64) -> Result<(), Failure> {
             Stage::Condemned => "to leave the index",
             Stage::Retired => "to be deleted",
         };
-        let waiting = if p.waiting_for.is_empty() { "runs that have ended".to_string() } else { p.waiting_for.join("; ") };
+        let waiting =
+            if p.waiting_for.is_empty() { "runs that have ended".to_string() } else { p.waiting_for.join("; ") };
         outln!(
             "pending: {} packs ({}) {step}, marked {}, waiting for {waiting}; the next prune after that continues",
             p.packs,

@@ -120,7 +120,8 @@ pub fn check_tables(sql: &Sql, db: &str, shown: &str, node: &str) -> CheckResult
     if tables.is_empty() {
         return CheckResult::new(name, true, "no tables");
     }
-    let list: Vec<String> = tables.iter().map(|t| format!("{}.{}", quote_ident(db, '`'), quote_ident(t, '`'))).collect();
+    let list: Vec<String> =
+        tables.iter().map(|t| format!("{}.{}", quote_ident(db, '`'), quote_ident(t, '`'))).collect();
     match c.query(None, &format!("CHECK TABLE {}", list.join(", "))) {
         Ok(rows) => {
             // Rows: Table, Op, Msg_type, Msg_text; any error or non-OK status fails.

@@ -257,10 +257,7 @@ pub(crate) fn agreed_size(urls: &[String], password: &str) -> Result<u32, Scratc
         }
         match agreed {
             Some(n) if n != s.cluster_size => {
-                return Err(ScratchError::Cluster(format!(
-                    "{url} sees {} nodes, {} saw {n}",
-                    s.cluster_size, urls[0]
-                )));
+                return Err(ScratchError::Cluster(format!("{url} sees {} nodes, {} saw {n}", s.cluster_size, urls[0])));
             }
             _ => agreed = Some(s.cluster_size),
         }
@@ -278,7 +275,8 @@ mod tests {
         let s = parse_status("u".into(), rows.iter().map(|r| r.iter().map(|s| s.to_string()).collect()));
         assert_eq!(s, NodeStatus { url: "u".into(), cluster_size: 3, state: "Synced".into(), ready: true });
         assert!(s.synced());
-        let joining = parse_status("u".into(), [vec!["wsrep_local_state_comment".to_string(), "Joined".into()]].into_iter());
+        let joining =
+            parse_status("u".into(), [vec!["wsrep_local_state_comment".to_string(), "Joined".into()]].into_iter());
         assert!(!joining.synced());
     }
 

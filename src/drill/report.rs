@@ -111,7 +111,11 @@ pub fn junit(r: &DrillReport) -> String {
     for (name, status, detail) in &cases {
         o.push_str(&format!("    <testcase classname=\"drtool.drill.{}\" name=\"{}\"", xml(&r.policy), xml(name)));
         match status.as_str() {
-            "failed" => o.push_str(&format!(">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n", xml(detail), xml(detail))),
+            "failed" => o.push_str(&format!(
+                ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                xml(detail),
+                xml(detail)
+            )),
             "skipped" => o.push_str(&format!(">\n      <skipped message=\"{}\"/>\n    </testcase>\n", xml(detail))),
             _ => o.push_str(&format!(">\n      <system-out>{}</system-out>\n    </testcase>\n", xml(detail))),
         }
@@ -130,11 +134,28 @@ pub fn markdown(r: &DrillReport) -> String {
     o.push_str("| | |\n|---|---|\n");
     o.push_str(&format!("| started | {} |\n", r.started.format("%Y-%m-%d %H:%M:%S UTC")));
     o.push_str(&format!("| host | {} |\n", r.host));
-    o.push_str(&format!("| snapshot | {} ({}) |\n", r.snapshot_id.as_deref().map_or("-", |s| &s[..8.min(s.len())]), r.snapshot_time.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())));
-    o.push_str(&format!("| scratch | {} ({} node{}) |\n", r.scratch, r.nodes.len(), if r.nodes.len() == 1 { "" } else { "s" }));
+    o.push_str(&format!(
+        "| snapshot | {} ({}) |\n",
+        r.snapshot_id.as_deref().map_or("-", |s| &s[..8.min(s.len())]),
+        r.snapshot_time.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    ));
+    o.push_str(&format!(
+        "| scratch | {} ({} node{}) |\n",
+        r.scratch,
+        r.nodes.len(),
+        if r.nodes.len() == 1 { "" } else { "s" }
+    ));
     let target = |t: Option<String>| t.map_or(String::new(), |t| format!(" (target {t})"));
-    o.push_str(&format!("| RTO | {}{} |\n", r.rto_seconds.map_or("-".into(), |s| format!("{s:.1} s")), target(r.rto_target_seconds.map(|t| format!("{t} s")))));
-    o.push_str(&format!("| RPO | {}{} |\n", r.rpo_seconds.map_or("-".into(), |s| format!("{:.2} h", s / 3600.0)), target(r.rpo_target_hours.map(|t| format!("{t} h")))));
+    o.push_str(&format!(
+        "| RTO | {}{} |\n",
+        r.rto_seconds.map_or("-".into(), |s| format!("{s:.1} s")),
+        target(r.rto_target_seconds.map(|t| format!("{t} s")))
+    ));
+    o.push_str(&format!(
+        "| RPO | {}{} |\n",
+        r.rpo_seconds.map_or("-".into(), |s| format!("{:.2} h", s / 3600.0)),
+        target(r.rpo_target_hours.map(|t| format!("{t} h")))
+    ));
     let p = &r.phases;
     o.push_str(&format!(
         "| phases | provision {}, restore {}, checks {}, teardown {} |\n",
@@ -148,7 +169,12 @@ pub fn markdown(r: &DrillReport) -> String {
     }
     o.push_str("\n| check | result | detail |\n|---|---|---|\n");
     for c in &r.checks {
-        o.push_str(&format!("| {} | {} | {} |\n", c.name.replace('|', "\\|"), c.status, c.detail.replace('|', "\\|").replace('\n', " ")));
+        o.push_str(&format!(
+            "| {} | {} | {} |\n",
+            c.name.replace('|', "\\|"),
+            c.status,
+            c.detail.replace('|', "\\|").replace('\n', " ")
+        ));
     }
     o
 }
@@ -215,7 +241,9 @@ mod tests {
         };
         let x = junit(&r);
         assert!(x.contains("tests=\"3\" failures=\"1\"") && x.contains("skipped=\"1\""), "{x}");
-        assert!(x.contains("drill shop&lt;&amp;&gt;") && x.contains("a &quot;quoted&quot;") && x.contains("got &lt;1&gt;"));
+        assert!(
+            x.contains("drill shop&lt;&amp;&gt;") && x.contains("a &quot;quoted&quot;") && x.contains("got &lt;1&gt;")
+        );
         assert_eq!(x.matches("<testcase ").count(), 3);
         let m = markdown(&r);
         assert!(m.contains("FAILED") && m.contains("| b | failed | got <1> |"), "{m}");

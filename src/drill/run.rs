@@ -96,9 +96,10 @@ fn databases(snap: &Snapshot) -> Vec<String> {
 /// Run the drill for `policy`. Errors before a report exists (no drill table,
 /// no snapshot) are returned; everything after is in the report.
 pub async fn run(policy: &Policy, repo: Arc<Repository>) -> Result<DrillReport, JobError> {
-    let spec = policy.drill.clone().ok_or_else(|| {
-        JobError::Usage(format!("policy {} has no [drill] table (see docs/DRILLS.md)", policy.name))
-    })?;
+    let spec = policy
+        .drill
+        .clone()
+        .ok_or_else(|| JobError::Usage(format!("policy {} has no [drill] table (see docs/DRILLS.md)", policy.name)))?;
     let Source::Database { url, .. } = &policy.source else {
         return Err(JobError::Usage(format!("policy {} backs up no database: drills restore databases", policy.name)));
     };
@@ -165,7 +166,9 @@ fn external(spec: &DrillSpec) -> Result<Place, String> {
     let u = DbUrl::parse(&url).map_err(|e| e.to_string())?;
     let password = match (&spec.password_file, &spec.password_env) {
         (Some(f), _) => Password::load(u.engine, Some(std::path::Path::new(f)), "DRTOOL_TARGET_PASSWORD"),
-        (None, Some(v)) => std::env::var(v).map(Password::new).map_err(|_| crate::engine::EngineError::Usage(format!("{v} is not set"))),
+        (None, Some(v)) => std::env::var(v)
+            .map(Password::new)
+            .map_err(|_| crate::engine::EngineError::Usage(format!("{v} is not set"))),
         (None, None) => Password::load(u.engine, None, "DRTOOL_TARGET_PASSWORD"),
     }
     .map_err(|e| e.to_string())?;

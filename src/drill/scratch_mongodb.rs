@@ -80,11 +80,13 @@ pub(crate) fn start(site: &mut Site, bins: &Bins, password: &str) -> Result<Node
 
 fn create_account(site: &Site, bins: &Bins, port: u16, password: &str, log: &Path) -> Result<(), ScratchError> {
     // The password is hex (random_password), safe inside a JS string.
-    let script = format!(
-        "db.getSiblingDB('admin').createUser({{user: 'drtool', pwd: '{password}', roles: ['root']}}).ok\n"
-    );
+    let script =
+        format!("db.getSiblingDB('admin').createUser({{user: 'drtool', pwd: '{password}', roles: ['root']}}).ok\n");
     shell(site, bins, port, &script).map(|_| ()).map_err(|e| ScratchError::Start {
         kind: "mongodb".into(),
-        cause: format!("creating the drtool account failed: {e}{}", super::scratch_proc::log_tail(&[log.to_path_buf()], 20)),
+        cause: format!(
+            "creating the drtool account failed: {e}{}",
+            super::scratch_proc::log_tail(&[log.to_path_buf()], 20)
+        ),
     })
 }

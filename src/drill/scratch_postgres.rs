@@ -18,13 +18,8 @@ const PORT_ATTEMPTS: usize = 5;
 
 /// Throw-away clusters: crash safety only costs time. Room for restoring
 /// large dumps without a checkpoint storm.
-const SETTINGS: &[&str] = &[
-    "listen_addresses=127.0.0.1",
-    "fsync=off",
-    "full_page_writes=off",
-    "synchronous_commit=off",
-    "max_wal_size=2GB",
-];
+const SETTINGS: &[&str] =
+    &["listen_addresses=127.0.0.1", "fsync=off", "full_page_writes=off", "synchronous_commit=off", "max_wal_size=2GB"];
 
 /// The bin directory holding initdb and postgres, or `Unavailable`.
 pub(crate) fn bin_dir() -> Result<PathBuf, ScratchError> {
@@ -59,7 +54,9 @@ pub(crate) fn bin_dir() -> Result<PathBuf, ScratchError> {
 /// language's collation rules, like the databases a drill compares against.
 fn locale() -> &'static str {
     let listed = Command::new("locale").arg("-a").output().is_ok_and(|o| {
-        String::from_utf8_lossy(&o.stdout).lines().any(|l| matches!(l.to_ascii_lowercase().as_str(), "c.utf8" | "c.utf-8"))
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| matches!(l.to_ascii_lowercase().as_str(), "c.utf8" | "c.utf-8"))
     });
     if listed { "C.UTF-8" } else { "C" }
 }

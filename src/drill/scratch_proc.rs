@@ -214,7 +214,8 @@ impl Watchdog {
     fn register(&mut self, pid: u32, signal: i32) -> Result<(), ScratchError> {
         let start = start_time(pid).unwrap_or_default();
         let line = format!("{pid}:{start}:{}\n", signal_name(signal));
-        let pipe = self.pipe.as_mut().ok_or_else(|| ScratchError::io("watchdog", std::io::Error::other("dismissed")))?;
+        let pipe =
+            self.pipe.as_mut().ok_or_else(|| ScratchError::io("watchdog", std::io::Error::other("dismissed")))?;
         pipe.write_all(line.as_bytes()).and_then(|_| pipe.flush()).map_err(|e| ScratchError::io("tell the watchdog", e))
     }
 
@@ -322,7 +323,13 @@ impl Site {
 
     /// Start `cmd` with its output in `log`, in its own process group, known
     /// to the watchdog before this returns.
-    pub fn spawn(&mut self, mut cmd: Command, log: &Path, name: &str, signals: Signals) -> Result<ProcId, ScratchError> {
+    pub fn spawn(
+        &mut self,
+        mut cmd: Command,
+        log: &Path,
+        name: &str,
+        signals: Signals,
+    ) -> Result<ProcId, ScratchError> {
         let out = std::fs::File::create(log).map_err(|e| ScratchError::io(format!("create {}", log.display()), e))?;
         let err = out.try_clone().map_err(|e| ScratchError::io(format!("open {}", log.display()), e))?;
         self.chown(log)?;
@@ -345,7 +352,8 @@ impl Site {
         let timed_out = !self.exited(id);
         let status = self.procs[id.0].reap();
         if timed_out || !status.is_some_and(|s| s.success()) {
-            let how = if timed_out { format!("did not finish within {limit:?}") } else { format!("failed ({status:?})") };
+            let how =
+                if timed_out { format!("did not finish within {limit:?}") } else { format!("failed ({status:?})") };
             let cause = format!("{name} {how}{}", log_tail(&[log.to_path_buf()], 30));
             return Err(ScratchError::Start { kind: self.kind.to_string(), cause });
         }
@@ -401,7 +409,11 @@ impl Site {
         }
         let forced = self.stop_all(grace);
         if !forced.is_empty() {
-            tracing::warn!(kind = self.kind, "scratch processes ignored the stop signal for {grace:?} and were killed: {}", forced.join(", "));
+            tracing::warn!(
+                kind = self.kind,
+                "scratch processes ignored the stop signal for {grace:?} and were killed: {}",
+                forced.join(", ")
+            );
         }
         let removed = match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

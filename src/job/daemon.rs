@@ -8,6 +8,7 @@
 
 use super::shutdown_signal;
 use crate::policy::file::Policy;
+use crate::policy::schedule::CronSchedule;
 use chrono::{DateTime, Local};
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,12 +17,37 @@ use std::time::Duration;
 /// Re-read the clock at least this often (clock changes, suspend, DST).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
+/// A scheduled job: a policy's backup run, or its restore drill.
+pub struct Job {
+    /// e.g. "shop" or "drill shop": names the job in logs; one of each runs at a time.
+    pub name: String,
+    /// `run` or `drill`.
+    pub command: &'static str,
+    pub policy: String,
+    pub schedule: CronSchedule,
+}
+
+/// The backup runs and drills of `policies` that have schedules.
+pub fn jobs(policies: &[Policy]) -> Vec<Job> {
+    let mut out = Vec::new();
+    for p in policies {
+        if let Some(s) = &p.schedule {
+            out.push(Job { name: p.name.clone(), command: "run", policy: p.name.clone(), schedule: s.clone() });
+        }
+        if let Some(s) = p.drill.as_ref().and_then(|d| d.schedule.as_deref()).and_then(|s| CronSchedule::parse(s).ok())
+        {
+            out.push(Job { name: format!("drill {}", p.name), command: "drill", policy: p.name.clone(), schedule: s });
+        }
+    }
+    out
+}
+
 pub async fn run(policies: &[Policy], dir: &Path, exe: &str) -> std::io::Result<()> {
+    let jobs = jobs(policies);
     let now = Local::now();
-    let mut next: Vec<Option<DateTime<Local>>> =
-        policies.iter().map(|p| p.schedule.as_ref().and_then(|s| s.next_after(&now))).collect();
-    for (p, t) in policies.iter().zip(&next) {
-        tracing::info!(policy = %p.name, next = ?t.map(|t| t.to_rfc3339()), "scheduled");
+    let mut next: Vec<Option<DateTime<Local>>> = jobs.iter().map(|j| j.schedule.next_after(&now)).collect();
+    for (j, t) in jobs.iter().zip(&next) {
+        tracing::info!(job = %j.name, next = ?t.map(|t| t.to_rfc3339()), "scheduled");
     }
     let mut running: HashMap<String, tokio::process::Child> = HashMap::new();
     loop {
@@ -41,35 +67,35 @@ pub async fn run(policies: &[Policy], dir: &Path, exe: &str) -> std::io::Result<
                 }
                 for (name, mut child) in running.drain() {
                     let status = child.wait().await;
-                    tracing::info!(policy = %name, ?status, "run ended");
+                    tracing::info!(job = %name, ?status, "ended");
                 }
                 return Ok(());
             }
         }
         let now = Local::now();
-        for (i, p) in policies.iter().enumerate() {
+        for (i, j) in jobs.iter().enumerate() {
             let Some(due) = next[i] else { continue };
             if due > now {
                 continue;
             }
-            next[i] = p.schedule.as_ref().and_then(|s| s.next_after(&now));
-            if running.contains_key(&p.name) {
-                tracing::warn!(policy = %p.name, "previous run still going: this run is skipped");
+            next[i] = j.schedule.next_after(&now);
+            if running.contains_key(&j.name) {
+                tracing::warn!(job = %j.name, "previous run still going: this run is skipped");
                 continue;
             }
             let child = tokio::process::Command::new(exe)
                 .arg("--policies")
                 .arg(dir)
-                .arg("run")
-                .arg(&p.name)
+                .arg(j.command)
+                .arg(&j.policy)
                 .stdin(std::process::Stdio::null())
                 .spawn();
             match child {
                 Ok(c) => {
-                    tracing::info!(policy = %p.name, "run started");
-                    running.insert(p.name.clone(), c);
+                    tracing::info!(job = %j.name, "started");
+                    running.insert(j.name.clone(), c);
                 }
-                Err(e) => tracing::error!(policy = %p.name, "cannot start run: {e}"),
+                Err(e) => tracing::error!(job = %j.name, "cannot start: {e}"),
             }
         }
     }
@@ -80,15 +106,15 @@ fn reap(running: &mut HashMap<String, tokio::process::Child>) {
     running.retain(|name, child| match child.try_wait() {
         Ok(Some(status)) => {
             if status.success() {
-                tracing::info!(policy = %name, "run succeeded");
+                tracing::info!(job = %name, "succeeded");
             } else {
-                tracing::error!(policy = %name, %status, "run failed");
+                tracing::error!(job = %name, %status, "failed");
             }
             false
         }
         Ok(None) => true,
         Err(e) => {
-            tracing::error!(policy = %name, "cannot wait for run: {e}");
+            tracing::error!(job = %name, "cannot wait: {e}");
             false
         }
     });

@@ -1,13 +1,13 @@
 //! One run of an operation: source -> repository -> report, or repository -> target.
 
 pub mod backup;
-pub mod dbbackup;
 pub mod daemon;
+pub mod dbbackup;
 pub mod dbrestore;
 pub mod forget;
 mod notify;
-pub mod policyrun;
 mod paths;
+pub mod policyrun;
 pub mod restore;
 
 use crate::repo::RepoError;

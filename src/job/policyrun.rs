@@ -91,7 +91,9 @@ pub struct RunReport {
 pub fn repository_password(p: &PasswordSource) -> Result<Zeroizing<Vec<u8>>, JobError> {
     let bad = |m: String| JobError::Usage(m);
     let mut v = match p {
-        PasswordSource::File(f) => std::fs::read(f).map_err(|e| bad(format!("cannot read password_file {}: {e}", f.display())))?,
+        PasswordSource::File(f) => {
+            std::fs::read(f).map_err(|e| bad(format!("cannot read password_file {}: {e}", f.display())))?
+        }
         PasswordSource::Env(var) => {
             std::env::var(var).map_err(|_| bad(format!("password_env: {var} is not set")))?.into_bytes()
         }
@@ -151,7 +153,11 @@ pub fn backup_request(p: &Policy) -> Result<BackupRequest, JobError> {
 pub fn run_hook(p: &Policy, argv: &[String], result: Option<&str>) -> Result<(), JobError> {
     let timeout = Duration::from_secs(p.hooks.timeout_seconds.unwrap_or(600));
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env("DRTOOL_POLICY", &p.name).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(&argv[1..])
+        .env("DRTOOL_POLICY", &p.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(r) = result {
         cmd.env("DRTOOL_RESULT", r);
     }
@@ -296,16 +302,30 @@ pub fn prometheus_text(name: &str, s: &PolicyState) -> String {
     let ts = |t: Option<DateTime<Utc>>| t.map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0);
     let metrics: [(&str, &str, f64); 7] = [
         ("drtool_last_run_timestamp_seconds", "Start time of the last run.", ts(s.last_run)),
-        ("drtool_last_success_timestamp_seconds", "Start time of the last successful run (0: never).", ts(s.last_success)),
+        (
+            "drtool_last_success_timestamp_seconds",
+            "Start time of the last successful run (0: never).",
+            ts(s.last_success),
+        ),
         ("drtool_last_run_success", "1 if the last run succeeded, else 0.", if s.last_ok { 1.0 } else { 0.0 }),
         ("drtool_last_run_duration_seconds", "Duration of the last run.", s.last_duration_ms as f64 / 1000.0),
-        ("drtool_last_backup_added_bytes", "Bytes the last successful backup added to the repository.", s.last_bytes_added as f64),
-        ("drtool_last_backup_read_bytes", "Bytes the last successful backup read from its source.", s.last_bytes_read as f64),
+        (
+            "drtool_last_backup_added_bytes",
+            "Bytes the last successful backup added to the repository.",
+            s.last_bytes_added as f64,
+        ),
+        (
+            "drtool_last_backup_read_bytes",
+            "Bytes the last successful backup read from its source.",
+            s.last_bytes_read as f64,
+        ),
         ("drtool_snapshots", "Snapshots of this policy in the repository.", s.snapshots as f64),
     ];
     let mut out = String::new();
     for (metric, help, value) in metrics {
-        out.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} gauge\n{metric}{{policy=\"{label}\"}} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {metric} {help}\n# TYPE {metric} gauge\n{metric}{{policy=\"{label}\"}} {value}\n"
+        ));
     }
     out
 }

@@ -194,13 +194,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
     let name = raw.name.get_ref().clone();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
     {
-        cx.err(raw.name.span(), format!("invalid name {name:?}: use letters, digits, '-', '_' and '.' (it names files and units)"));
+        cx.err(
+            raw.name.span(),
+            format!("invalid name {name:?}: use letters, digits, '-', '_' and '.' (it names files and units)"),
+        );
     }
     let repository = raw.repository.get_ref().clone();
     if repository.is_empty() {
         cx.err(raw.repository.span(), "repository is empty: expected a local path, file:///path or s3://bucket/prefix");
     } else if repository.contains("://") && !repository.starts_with("s3://") && !repository.starts_with("file://") {
-        cx.err(raw.repository.span(), format!("unsupported repository {repository:?}: expected a local path, file:///path or s3://bucket/prefix"));
+        cx.err(
+            raw.repository.span(),
+            format!("unsupported repository {repository:?}: expected a local path, file:///path or s3://bucket/prefix"),
+        );
     }
     let password = password_source(&raw, &mut cx);
     let schedule = raw.schedule.as_ref().and_then(|s| match CronSchedule::parse(s.get_ref()) {
@@ -222,7 +228,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
     let hooks_span = raw.hooks.as_ref().map_or(0..0, |h| h.span());
     for (which, list) in [("pre", &hooks.pre), ("post", &hooks.post)] {
         if list.iter().any(|c| c.is_empty() || c[0].is_empty()) {
-            cx.err(hooks_span.clone(), format!("hooks.{which}: every hook is a non-empty command list, e.g. [\"systemctl\", \"stop\", \"app\"]"));
+            cx.err(
+                hooks_span.clone(),
+                format!(
+                    "hooks.{which}: every hook is a non-empty command list, e.g. [\"systemctl\", \"stop\", \"app\"]"
+                ),
+            );
         }
     }
     if let Some(n) = &raw.notify {
@@ -243,7 +254,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
             }
         }
         for c in &spec.checks {
-            let given = usize::from(c.expect.is_some()) + usize::from(c.min.is_some()) + usize::from(c.rows == Some(true));
+            let given =
+                usize::from(c.expect.is_some()) + usize::from(c.min.is_some()) + usize::from(c.rows == Some(true));
             if given != 1 || c.name.is_empty() || c.sql.trim().is_empty() {
                 cx.err(d.span(), format!(
                     "drill check {:?}: needs a name, sql, and exactly one of expect = \"TEXT\", min = NUMBER, rows = true",
@@ -252,7 +264,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
             }
         }
         match (spec.scratch.as_str(), &spec.url) {
-            ("external", None) => cx.err(d.span(), "drill.scratch = \"external\" needs drill.url, the server to restore into"),
+            ("external", None) => {
+                cx.err(d.span(), "drill.scratch = \"external\" needs drill.url, the server to restore into")
+            }
             ("external", Some(u)) => {
                 if let Err(e) = crate::engine::DbUrl::parse(u) {
                     cx.err(d.span(), format!("drill.url: {e}"));
@@ -307,16 +321,25 @@ fn password_source(raw: &PolicyFile, cx: &mut Ctx<'_>) -> Option<PasswordSource>
     given.sort_by_key(|(span, _)| span.start);
     match given.as_slice() {
         [] => {
-            cx.err(raw.name.span(), "no repository password source: set one of password_file, password_env, password_command");
+            cx.err(
+                raw.name.span(),
+                "no repository password source: set one of password_file, password_env, password_command",
+            );
             None
         }
         [(span, PasswordSource::Command(c))] if c.is_empty() => {
-            cx.err(span.clone(), "password_command is empty: expected a command list, e.g. [\"pass\", \"show\", \"drtool\"]");
+            cx.err(
+                span.clone(),
+                "password_command is empty: expected a command list, e.g. [\"pass\", \"show\", \"drtool\"]",
+            );
             None
         }
         [(_, p)] => Some(p.clone()),
         [_, (span, _), ..] => {
-            cx.err(span.clone(), "more than one repository password source: keep one of password_file, password_env, password_command");
+            cx.err(
+                span.clone(),
+                "more than one repository password source: keep one of password_file, password_env, password_command",
+            );
             None
         }
     }
@@ -378,7 +401,10 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
             }
         }
         other => {
-            cx.err(s.kind.span(), format!("unknown source kind {other:?}: expected mysql, postgres, mongodb, command or paths"));
+            cx.err(
+                s.kind.span(),
+                format!("unknown source kind {other:?}: expected mysql, postgres, mongodb, command or paths"),
+            );
             None
         }
     }

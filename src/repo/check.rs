@@ -1,12 +1,12 @@
 //! `check`: structural consistency, and optionally every blob read back.
 
+use super::Repository;
 use super::error::{RepoError, Result, chain};
 use super::ids::{PackId, SnapshotId};
 use super::index::Index;
 use super::pack::{open_blob, read_header};
 use super::reader::read_tree;
 use super::snapshot::{Item, Snapshot};
-use super::Repository;
 use crate::pipeline::ChunkId;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};

@@ -34,7 +34,9 @@ impl LockKind {
     pub fn compatible_with(self, other: LockKind) -> bool {
         matches!(
             (self, other),
-            (LockKind::Shared, LockKind::Shared) | (LockKind::Shared, LockKind::Prune) | (LockKind::Prune, LockKind::Shared)
+            (LockKind::Shared, LockKind::Shared)
+                | (LockKind::Shared, LockKind::Prune)
+                | (LockKind::Prune, LockKind::Shared)
         )
     }
 }

@@ -141,8 +141,13 @@ pub async fn prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneR
     }
     let guard = lock::acquire_wait(repo, LockKind::Prune, "prune", opts.lock_wait).await?;
     let me = guard.name().to_string();
-    let mut run =
-        Run { repo, me: &me, usage: Usage::default(), report: PruneReport::default(), repack_percent: opts.repack_percent };
+    let mut run = Run {
+        repo,
+        me: &me,
+        usage: Usage::default(),
+        report: PruneReport::default(),
+        repack_percent: opts.repack_percent,
+    };
     let result = run.go().await;
     let released = guard.release().await;
     result?;
@@ -217,7 +222,8 @@ impl Run<'_> {
         let state = State::load(self.repo, Order::PacksFirst, &mut self.usage, &recorded).await?;
         let plan = plan::plan(&state, &recorded, self.repack_percent);
         let rep = &mut self.report;
-        (rep.snapshots, rep.packs, rep.bytes, rep.used_bytes) = (state.snapshots, plan.packs, plan.bytes, plan.used_bytes);
+        (rep.snapshots, rep.packs, rep.bytes, rep.used_bytes) =
+            (state.snapshots, plan.packs, plan.bytes, plan.used_bytes);
         if !plan.missing.is_empty() {
             return Err(sweep::missing_error(plan.missing.len()));
         }
@@ -257,9 +263,8 @@ impl Run<'_> {
 async fn pending(repo: &Repository, me: &str) -> Result<Vec<Pending>> {
     let locks = lock::list_locks(repo).await?;
     let now = Utc::now();
-    let holder = |name: &String| {
-        locks.iter().find(|(n, l)| n == name && n != me && !l.is_stale(now)).map(|(_, l)| l.describe())
-    };
+    let holder =
+        |name: &String| locks.iter().find(|(n, l)| n == name && n != me && !l.is_stale(now)).map(|(_, l)| l.describe());
     Ok(records::load(repo)
         .await?
         .active()

@@ -51,17 +51,14 @@ impl Plan {
 pub fn plan(state: &State, recorded: &HashSet<PackId>, repack_percent: u8) -> Plan {
     let indexed = state.indexed();
     let candidate = |p: &PackId| state.stored.contains_key(p) && !recorded.contains(p);
-    let mut plan = Plan {
-        packs: state.stored.len(),
-        bytes: state.stored.values().sum(),
-        ..Plan::default()
-    };
+    let mut plan = Plan { packs: state.stored.len(), bytes: state.stored.values().sum(), ..Plan::default() };
 
     // Share of each candidate pack's bytes that snapshots reference.
     let mut share: HashMap<PackId, f64> = HashMap::new();
     for (id, p) in &indexed {
         if candidate(id) {
-            let used: u64 = unique_blobs(&p.blobs).filter(|b| state.referenced.contains(&b.id)).map(|b| b.length as u64).sum();
+            let used: u64 =
+                unique_blobs(&p.blobs).filter(|b| state.referenced.contains(&b.id)).map(|b| b.length as u64).sum();
             let size = state.stored.get(id).copied().unwrap_or(1).max(1);
             share.insert(*id, used as f64 / size as f64);
         }
@@ -105,8 +102,12 @@ pub fn plan(state: &State, recorded: &HashSet<PackId>, repack_percent: u8) -> Pl
             plan.repack.push(Repack { pack: *id, size, salt: p.salt, keep });
         }
     }
-    let mut unindexed: Vec<(PackId, u64)> =
-        state.stored.iter().filter(|(id, _)| !indexed.contains_key(id) && !recorded.contains(id)).map(|(i, s)| (*i, *s)).collect();
+    let mut unindexed: Vec<(PackId, u64)> = state
+        .stored
+        .iter()
+        .filter(|(id, _)| !indexed.contains_key(id) && !recorded.contains(id))
+        .map(|(i, s)| (*i, *s))
+        .collect();
     unindexed.sort();
     plan.unindexed = unindexed;
     plan
@@ -147,10 +148,10 @@ mod tests {
     fn classifies_unused_repack_keep_and_unindexed() {
         let s = state(
             vec![
-                pack(1, vec![blob(10, 1000), blob(11, 1000)]),             // all used: keep
-                pack(2, vec![blob(20, 1000)]),                              // unused
-                pack(3, vec![blob(30, 100), blob(31, 5000)]),               // mostly garbage: repack
-                pack(4, vec![blob(40, 3000), blob(41, 2000)]),              // 40% garbage: keep
+                pack(1, vec![blob(10, 1000), blob(11, 1000)]), // all used: keep
+                pack(2, vec![blob(20, 1000)]),                 // unused
+                pack(3, vec![blob(30, 100), blob(31, 5000)]),  // mostly garbage: repack
+                pack(4, vec![blob(40, 3000), blob(41, 2000)]), // 40% garbage: keep
             ],
             &[9],
             &[10, 11, 30, 40],

@@ -189,7 +189,8 @@ mod tests {
         let draft = StoredRecord { name: "prune/1".into(), record: PruneRecord::new(Stage::Condemned, vec![]) };
         let mut armed = PruneRecord::new(Stage::Condemned, vec![]);
         armed.replaces = vec!["prune/1".into()];
-        let all = Records { records: vec![draft, StoredRecord { name: "prune/2".into(), record: armed }], damaged: vec![] };
+        let all =
+            Records { records: vec![draft, StoredRecord { name: "prune/2".into(), record: armed }], damaged: vec![] };
         let active: Vec<String> = all.active().into_iter().map(|r| r.name).collect();
         assert_eq!(active, vec!["prune/2".to_string()]);
         let j = serde_json::to_string(&all.records[1].record).unwrap();

@@ -9,12 +9,12 @@
 use super::checkpoint;
 use super::plan::Repack;
 use crate::pipeline::{ChunkId, decompress};
+use crate::repo::Repository;
 use crate::repo::error::{RepoError, Result, chain};
 use crate::repo::ids::PackId;
 use crate::repo::index::IndexedPack;
 use crate::repo::pack::{BLOB_AAD, FinishedPack, PackBuilder, read_header};
 use crate::repo::writer::WriterOptions;
-use crate::repo::Repository;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -107,11 +107,15 @@ async fn open_keepers(repo: &Arc<Repository>, r: &Repack) -> Result<Vec<OpenBlob
             let sealed = bytes
                 .get(start..start.saturating_add(want.length as usize))
                 .ok_or_else(|| RepoError::corrupt(object.clone(), "blob out of range"))?;
-            let encoded = key.open(BLOB_AAD, sealed).map_err(|e| RepoError::seal(format!("{object} blob {}", want.id), e))?;
+            let encoded =
+                key.open(BLOB_AAD, sealed).map_err(|e| RepoError::seal(format!("{object} blob {}", want.id), e))?;
             let plain = decompress(&encoded, want.raw_len as usize)
                 .map_err(|e| RepoError::corrupt(format!("{object} blob {}", want.id), e))?;
             if repo.keys().id.id_of(&plain) != want.id {
-                return Err(RepoError::corrupt(format!("{object} blob {}", want.id), "content does not match its chunk id"));
+                return Err(RepoError::corrupt(
+                    format!("{object} blob {}", want.id),
+                    "content does not match its chunk id",
+                ));
             }
             out.push(OpenBlob { id: want.id, encoded, raw_len: want.raw_len });
         }

@@ -6,12 +6,12 @@
 //! unused, so either stops prune before anything is decided.
 
 use crate::pipeline::ChunkId;
+use crate::repo::Repository;
 use crate::repo::error::{RepoError, Result};
 use crate::repo::ids::{PackId, SnapshotId};
 use crate::repo::index::{Index, IndexedPack};
 use crate::repo::reader::read_tree;
 use crate::repo::snapshot::Item;
-use crate::repo::Repository;
 use futures_util::stream::{self, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,7 +40,12 @@ pub struct State {
 }
 
 impl State {
-    pub async fn load(repo: &Arc<Repository>, order: Order, usage: &mut Usage, condemned: &HashSet<PackId>) -> Result<Self> {
+    pub async fn load(
+        repo: &Arc<Repository>,
+        order: Order,
+        usage: &mut Usage,
+        condemned: &HashSet<PackId>,
+    ) -> Result<Self> {
         let mut stored = if order == Order::PacksFirst { Some(list_packs(repo).await?) } else { None };
         // Snapshots are listed before the index is read: a snapshot's index file
         // is written before its manifest, so every chunk it needs is in what we read.
