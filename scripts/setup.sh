@@ -21,6 +21,8 @@ if ! apt_install mariadb-server mariadb-client postgresql postgresql-contrib gal
     }
     echo "warning: MariaDB/PostgreSQL packages installed but not fully configured (a service failed to start)" >&2
 fi
+# Volume tests snapshot a real btrfs filesystem on a loop device.
+command -v mkfs.btrfs >/dev/null 2>&1 || apt_install btrfs-progs
 # Schedule tests check every systemd OnCalendar drtool writes with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 cargo build --release --locked

@@ -1,8 +1,9 @@
 //! drtool: backup and disaster recovery for databases and volumes.
 //!
 //! Layers, top to bottom (lower never imports higher):
-//! cli -> job -> source/target -> engine -> repo -> pipeline -> store
-//! (`engine` holds what source and target share about database servers).
+//! cli -> drill -> job/policy -> source/target -> engine -> repo -> pipeline -> store
+//! (`engine` holds what source and target share about database servers;
+//! `drill` restores through `job`'s database restore; `policy` is pure).
 
 pub mod cli;
 pub mod drill;

@@ -189,7 +189,9 @@ fn killed_binary_leaves_nothing(kind: &str) {
         .spawn()
         .expect("spawn helper");
     let stdout = child.stdout.take().expect("piped stdout");
-    let ready = BufReader::new(stdout).lines().map_while(Result::ok).find(|l| l.starts_with("READY "));
+    // The harness may print "test NAME ... " on the same line first (one test thread).
+    let ready =
+        BufReader::new(stdout).lines().map_while(Result::ok).find_map(|l| l.find("READY ").map(|i| l[i..].to_string()));
     let Some(ready) = ready else {
         let _ = child.kill();
         panic!("helper exited without a server: {:?}", child.wait());

@@ -343,17 +343,18 @@ fn scratch_helper() {
 /// the watchdog to remove every process and the directory within 15 s.
 fn killed_holder_leaves_nothing(kind: ScratchKind) {
     let mut child = Command::new(std::env::current_exe().expect("current_exe"))
-        .args(["--ignored", "--exact", "scratch_helper", "--nocapture", "--test-threads=1"])
+        .args(["--ignored", "--exact", "scratch_helper", "--nocapture"])
         .env(HELPER_ENV, kind.as_str())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn helper");
     let stdout = child.stdout.take().expect("stdout");
+    // libtest may print "test scratch_helper ... " on the same line first.
     let line = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        .find(|l| l.starts_with("READY ") || l.starts_with("UNAVAILABLE ") || l.starts_with("FAILED "));
+        .find_map(|l| ["READY ", "UNAVAILABLE ", "FAILED "].iter().find_map(|m| l.find(m)).map(|i| l[i..].to_string()));
     let line = match line {
         Some(l) if l.starts_with("READY ") => l,
         Some(l) if l.starts_with("UNAVAILABLE ") => {

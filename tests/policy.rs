@@ -102,7 +102,7 @@ const BROKEN: &[(&str, usize, usize, &str)] = &[
         "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"ftp\"\n",
         5,
         8,
-        "expected mysql, postgres, mongodb, command or paths",
+        "expected mysql, postgres, mongodb, command, paths or device",
     ),
     (
         "name = \"x\"\nrepository = \"/r\"\npassword_env = \"P\"\n[source]\nkind = \"mysql\"\n",

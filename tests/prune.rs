@@ -13,6 +13,19 @@ use std::process::{ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A local repository whose key slot uses a cheap KDF, so that the hundreds of
+/// drtool processes these tests start do not each spend ~0.2 s in Argon2.
+/// It is created through the library; everything else goes through the CLI.
+fn fast_repo() -> Repo {
+    let r = Repo::uninitialised();
+    let store: drtool::store::DynStore = Arc::new(drtool::store::LocalStore::new(&r.path));
+    let kdf = drtool::repo::keys::KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
+    let opts = drtool::repo::InitOptions { kdf, ..Default::default() };
+    let init = drtool::repo::Repository::init(store, r.password.as_bytes(), opts);
+    tokio::runtime::Runtime::new().unwrap().block_on(init).expect("init");
+    r
+}
+
 /// `prune --json`, asserted successful.
 #[track_caller]
 fn prune(repo: &Repo) -> Value {
@@ -122,7 +135,7 @@ backend_tests! { basic, repack }
 /// deduplicates against it and commits afterwards; the pack must stay.
 #[test]
 fn hazard1_a_pack_condemned_while_a_backup_reuses_it_is_kept() {
-    let repo = Repo::init();
+    let repo = fast_repo();
     let shared = random_bytes(20, 6 * MIB);
     let old = snapshot_id(&repo.backup_stdin("old", &shared));
     let old_packs = pack_names(&repo);
@@ -155,11 +168,82 @@ fn hazard1_a_pack_condemned_while_a_backup_reuses_it_is_kept() {
     assert_settled(&repo);
 }
 
+/// The other half of hazard 1: a backup that starts after the mark stores
+/// condemned chunks again instead of reusing them, so retiring the condemned
+/// packs cannot take anything from it.
+#[test]
+fn a_backup_started_after_the_mark_does_not_reuse_condemned_chunks() {
+    let repo = fast_repo();
+    let shared = random_bytes(25, 5 * MIB);
+    let old = snapshot_id(&repo.backup_stdin("old", &shared));
+    let old_packs = pack_names(&repo);
+    // A backup in progress keeps the mark pending.
+    let (mut reaper, stdin) = paused_backup(&repo, "slow", &random_bytes(26, 40 * MIB), old_packs.len());
+    forget(&repo, &old);
+    let r = prune(&repo);
+    assert!(num(&r, "condemned.unused") >= 1 && waits_for(&r, "backup slow"), "{r:#}");
+    let late = repo.backup_stdin("late", &shared);
+    assert_eq!(
+        num(&late, "summary.chunks_new"),
+        num(&late, "summary.chunks"),
+        "condemned chunks were reused: {late:#}"
+    );
+    drop(stdin);
+    let slow = finish(&mut reaper);
+    let r = prune(&repo);
+    assert!(old_packs.is_disjoint(&pack_names(&repo)), "{r:#}");
+    let expected: BTreeMap<String, Vec<u8>> =
+        [(snapshot_id(&late), shared), (snapshot_id(&slow), random_bytes(26, 40 * MIB))].into();
+    assert_restores(&repo, &expected);
+    assert_settled(&repo);
+}
+
+/// Why retired packs wait once more before deletion: a restore that read the
+/// index before the retire may still read from a retired pack. Here the only
+/// copy it knows of a chunk is in a condemned pack (hazard 1 made a snapshot
+/// need it), and a later backup stored the chunk again, so the retire takes
+/// the condemned pack out of the index instead of rescuing it.
+#[test]
+fn a_restore_reading_a_retired_pack_finishes_before_the_pack_is_deleted() {
+    let repo = fast_repo();
+    let shared = random_bytes(27, 6 * MIB);
+    let old = snapshot_id(&repo.backup_stdin("old", &shared));
+    let old_packs = pack_names(&repo);
+    let unique = random_bytes(28, 40 * MIB);
+    let (mut backup, mut stdin) = paused_backup(&repo, "new", &unique, old_packs.len());
+    forget(&repo, &old);
+    prune(&repo);
+    stdin.write_all(&shared).unwrap();
+    drop(stdin);
+    let new = snapshot_id(&finish(&mut backup));
+    // A restore of the new snapshot, stalled on a full pipe after its first MiB.
+    let mut restore = Reaper::new(repo.cmd(["restore", &new, "--stdout"]).spawn().unwrap());
+    let mut stdout = restore.child.stdout.take().unwrap();
+    let mut got = vec![0u8; MIB];
+    std::io::Read::read_exact(&mut stdout, &mut got).unwrap();
+    let late = snapshot_id(&repo.backup_stdin("late", &shared));
+    let r = prune(&repo);
+    assert!(waits_for(&r, "restore"), "retired packs must wait for the restore: {r:#}");
+    assert!(old_packs.iter().any(|p| pack_names(&repo).contains(p)), "deleted under a running restore: {r:#}");
+    assert_eq!(repo.check(&[]).0, 0);
+    std::io::Read::read_to_end(&mut stdout, &mut got).unwrap();
+    let status = wait_timeout(&mut restore.child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(restore.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "restore failed: {stderr}");
+    let expected = concat(&[&unique, &shared]);
+    assert!(got == expected, "the restore returned {} bytes, not the {} backed up", got.len(), expected.len());
+    let r = prune(&repo);
+    assert!(old_packs.is_disjoint(&pack_names(&repo)), "{r:#}");
+    assert_restores(&repo, &[(new, expected), (late, shared)].into());
+    assert_settled(&repo);
+}
+
 /// Hazard 2: the packs of a backup that has not written its index yet are
 /// unindexed but not garbage; once it crashes, they are.
 #[test]
 fn hazard2_unindexed_packs_of_a_running_backup_survive_until_it_ends() {
-    let repo = Repo::init();
+    let repo = fast_repo();
     let first = random_bytes(30, 2 * MIB);
     let s0 = snapshot_id(&repo.backup_stdin("first", &first));
     let before = pack_names(&repo);
@@ -173,6 +257,16 @@ fn hazard2_unindexed_packs_of_a_running_backup_survive_until_it_ends() {
         assert!(waits_for(&r, "backup running"), "{r:#}");
         assert!(in_flight.is_subset(&pack_names(&repo)), "a running backup's pack was deleted");
         assert_eq!(repo.check(&[]).0, 0);
+    }
+    // The records are sealed: no pack id or lock name shows in the store (DESIGN principle 3).
+    let records = repo.object_names("prune/");
+    assert!(!records.is_empty());
+    for name in &records {
+        let raw = repo.read_object(name);
+        for pack in &in_flight {
+            assert!(!contains(&raw, object_id(pack).as_bytes()), "{name} shows a pack id");
+        }
+        assert!(!contains(&raw, b"locks/") && !contains(&raw, b"condemned"), "{name} is not sealed");
     }
     drop(stdin);
     let out = finish(&mut reaper);
@@ -210,14 +304,14 @@ fn hazard2_unindexed_packs_of_a_running_backup_survive_until_it_ends() {
 /// before a paused backup deduplicates against it: hazard 1, many times over.
 #[test]
 fn prune_runs_repeatedly_while_four_backups_write() {
-    let repo = Arc::new(Repo::init());
+    let repo = Arc::new(fast_repo());
     let pool: Arc<Vec<Vec<u8>>> = Arc::new((0..6).map(|i| random_bytes(500 + i, 2 * MIB)).collect());
     let made: Arc<Mutex<Vec<(String, blake3::Hash)>>> = Arc::default();
     let writers: Vec<_> = (0..4u64)
         .map(|w| {
             let (repo, pool, made) = (repo.clone(), pool.clone(), made.clone());
             std::thread::spawn(move || {
-                for j in 0..8u64 {
+                for j in 0..12u64 {
                     let own = random_bytes(1000 * w + j, MIB + (j as usize % 3) * MIB / 2);
                     let shared = &pool[((w * 3 + j) % 6) as usize];
                     let name = format!("w{w}-s{}", j % 3);
@@ -229,17 +323,23 @@ fn prune_runs_repeatedly_while_four_backups_write() {
         .collect();
     let mut rng = Prng::new(7);
     let mut forgotten: HashSet<String> = HashSet::new();
-    let (mut rounds, mut deleted, mut rescued, mut waited) = (0, 0, 0, 0);
+    let (mut rounds, mut deleted, mut rescued, mut waited, mut restored) = (0, 0, 0, 0, 0);
     let started = Instant::now();
     while writers.iter().any(|t| !t.is_finished()) {
+        let mut reader = None;
         {
             let all = made.lock().unwrap();
-            let live: Vec<&String> = all.iter().map(|(id, _)| id).filter(|id| !forgotten.contains(*id)).collect();
-            for id in live.iter().skip(2) {
+            let live: Vec<&(String, blake3::Hash)> = all.iter().filter(|(id, _)| !forgotten.contains(id)).collect();
+            for (id, _) in live.iter().skip(2) {
                 if rng.next_u64() % 2 == 0 {
                     forget(&repo, id);
                     forgotten.insert(id.to_string());
                 }
+            }
+            // A restore of a surviving snapshot runs while prune does.
+            if let Some((id, hash)) = live.iter().find(|(id, _)| !forgotten.contains(id)) {
+                let child = repo.cmd(["restore", id, "--stdout"]).spawn().unwrap();
+                reader = Some((id.clone(), *hash, std::thread::spawn(move || child.wait_with_output().unwrap())));
             }
         }
         let r = prune(&repo);
@@ -247,6 +347,12 @@ fn prune_runs_repeatedly_while_four_backups_write() {
         deleted += num(&r, "deleted_packs");
         rescued += num(&r, "rescued_packs");
         waited += u64::from(num(&r, "pending_packs") > 0);
+        if let Some((id, hash, t)) = reader {
+            let out = t.join().unwrap();
+            assert!(out.status.success(), "restore of {id} during prune: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(blake3::hash(&out.stdout), hash, "restore of {id} during prune returned other bytes");
+            restored += 1;
+        }
         if rounds % 3 == 0 {
             let (code, report) = repo.check(&[]);
             assert_eq!(code, 0, "check while backups and prune run: {report:#}");
@@ -261,14 +367,15 @@ fn prune_runs_repeatedly_while_four_backups_write() {
     rescued += num(&r, "rescued_packs");
     assert_eq!(num(&r, "pending_packs"), 0, "{r:#}");
     eprintln!(
-        "{rounds} prune rounds in {:?}: {deleted} packs deleted, {rescued} rescued, {waited} rounds left work pending",
+        "{rounds} prune rounds in {:?}: {deleted} packs deleted, {rescued} rescued, {waited} rounds left work \
+         pending, {restored} restores ran alongside",
         started.elapsed()
     );
     assert!(rounds >= 5, "prune ran only {rounds} times");
     assert!(deleted > 0, "no garbage was ever deleted");
     assert!(waited > 0, "no prune ever had to wait for a running backup: the test lost its point");
     let all = made.lock().unwrap();
-    assert_eq!(all.len(), 32);
+    assert_eq!(all.len(), 48);
     let remaining: Vec<&(String, blake3::Hash)> = all.iter().filter(|(id, _)| !forgotten.contains(id)).collect();
     assert_eq!(repo.snapshots().len(), remaining.len());
     for (id, hash) in remaining {
@@ -311,7 +418,7 @@ fn prune_killed_at_any_step_leaves_a_restorable_repository() {
         "delete-first",
         "delete-done",
     ];
-    let repo = Repo::init();
+    let repo = fast_repo();
     let keep = sql_like(40, 3 * MIB);
     let mut expected: BTreeMap<String, Vec<u8>> = [(snapshot_id(&repo.backup_stdin("keep", &keep)), keep)].into();
     for (i, step) in STEPS.iter().enumerate() {
@@ -351,7 +458,7 @@ fn prune_killed_at_any_step_leaves_a_restorable_repository() {
 /// Two prunes started together: one waits for the other's lock; both succeed.
 #[test]
 fn two_prunes_at_once_do_not_interfere() {
-    let repo = Repo::init();
+    let repo = fast_repo();
     let keep = random_bytes(50, 3 * MIB);
     let mut expected = BTreeMap::new();
     expected.insert(snapshot_id(&repo.backup_stdin("keep", &keep)), keep.clone());
@@ -377,7 +484,7 @@ fn two_prunes_at_once_do_not_interfere() {
 /// `--dry-run` reports what a run would do and changes nothing, not even a lock.
 #[test]
 fn dry_run_changes_nothing() {
-    let repo = Repo::init();
+    let repo = fast_repo();
     let keep = random_bytes(70, 2 * MIB);
     repo.backup_stdin("keep", &keep);
     let g = snapshot_id(&repo.backup_stdin("gone", &random_bytes(71, 5 * MIB)));

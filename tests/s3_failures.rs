@@ -147,6 +147,7 @@ async fn backup_through_faults(inner: DynStore, file: &std::path::Path, target: 
         time: None,
         writer: WriterOptions::default(),
         force: false,
+        snapshot: Default::default(),
     };
     backup::run(repo.clone(), req, &|_| {}).await.expect("backup through transient faults");
     let snap = repo.find_snapshot("latest", None).await.unwrap();

@@ -6,11 +6,12 @@ use super::output::{bytes, print_json, rate};
 use super::{BackupArgs, CheckArgs, Cli, Command, Global, RestoreArgs, secrets};
 use crate::engine::{DbUrl, Password};
 use crate::job::backup::{self, BackupRequest, BackupSource};
-use crate::job::restore::{self, RestoreTarget};
+use crate::job::restore::{self, RestoreOptions, RestoreSummary, RestoreTarget};
 use crate::repo::check::{ReadData, check};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::{WriteStats, WriterOptions};
 use crate::repo::{InitOptions, Repository, lock};
+use crate::source::exclude::{Exclusions, TreeOptions};
 use crate::store::{AddressError, DynStore};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -81,10 +82,21 @@ fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
     let kinds = usize::from(a.stdin)
         + usize::from(!a.command.is_empty())
         + usize::from(!a.paths.is_empty())
-        + usize::from(a.source.is_some());
+        + usize::from(a.source.is_some())
+        + usize::from(a.device.is_some());
     if kinds != 1 {
-        return Err(Failure::usage("give exactly one source: PATH..., --stdin, --source URL, or -- COMMAND [ARGS...]"));
+        return Err(Failure::usage(
+            "give exactly one source: PATH..., --device DEVICE, --stdin, --source URL, or -- COMMAND [ARGS...]",
+        ));
     }
+    let snapshot = super::volume::snapshot_spec(&a)?;
+    let tree =
+        TreeOptions { excludes: a.excludes, exclude_caches: a.exclude_caches, one_file_system: a.one_file_system };
+    if tree != TreeOptions::default() && a.paths.is_empty() {
+        return Err(Failure::usage("--exclude, --exclude-caches and --one-file-system apply to paths only"));
+    }
+    // Bad patterns are usage errors before the repository is opened.
+    Exclusions::new(&tree).map_err(|e| Failure::usage(e.to_string()))?;
     let (source, name) = if let Some(url) = &a.source {
         let url = DbUrl::parse(url).map_err(|e| Failure::usage(e.to_string()))?;
         let pw = Password::load(url.engine, a.source_password_file.as_deref(), "DRTOOL_SOURCE_PASSWORD")
@@ -95,12 +107,16 @@ fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
         (BackupSource::Stdin, a.name.ok_or_else(|| Failure::usage("--stdin needs --name"))?)
     } else if !a.command.is_empty() {
         (BackupSource::Command(a.command), a.name.ok_or_else(|| Failure::usage("a command backup needs --name"))?)
+    } else if let Some(device) = a.device {
+        let name = a.name.unwrap_or_else(|| device.display().to_string());
+        let device = std::path::absolute(&device).map_err(|e| Failure::usage(format!("{}: {e}", device.display())))?;
+        (BackupSource::Device(device), name)
     } else {
         let default = a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
-        (BackupSource::Paths(a.paths), a.name.unwrap_or(default))
+        (BackupSource::Paths(a.paths, tree), a.name.unwrap_or(default))
     };
     let writer = WriterOptions { compression_level: a.compression, ..WriterOptions::default() };
-    Ok(BackupRequest { name, source, tags: a.tags, time: a.time, writer, force: a.force })
+    Ok(BackupRequest { name, source, tags: a.tags, time: a.time, writer, force: a.force, snapshot })
 }
 
 /// A progress line on stderr while the backup runs, only on a terminal.
@@ -250,6 +266,12 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     if a.to.is_some() {
         return super::dbrestore::run(g, a).await;
     }
+    if a.to_device.is_some() {
+        return super::volume::restore_to_device(g, a).await;
+    }
+    if a.yes {
+        return Err(Failure::usage("--yes applies to --to URL and --to-device DEVICE"));
+    }
     let target = match (a.target, a.stdout) {
         (Some(dir), false) => RestoreTarget::Dir(dir),
         (None, true) => RestoreTarget::Stdout,
@@ -257,27 +279,61 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
             return Err(Failure::usage("choose where to restore: --target DIR, --stdout or --to URL"));
         }
     };
+    if a.dry_run && a.stdout {
+        return Err(Failure::usage("--dry-run needs --target DIR (or --to URL)"));
+    }
+    let opts = RestoreOptions { include: a.include, dry_run: a.dry_run };
     let repo = open_repo(g).await?;
     let snap = repo.find_snapshot(&a.snapshot, a.name.as_deref()).await?;
     let started = std::time::Instant::now();
-    let summary = restore::run(repo, &snap, &target).await?;
+    let summary = restore::run_with(repo, &snap, &target, &opts).await?;
     let ms = started.elapsed().as_millis() as u64;
+    if opts.dry_run {
+        return print_restore_plan(g, &snap, &summary);
+    }
+    for w in &summary.warnings {
+        eprintln!("drtool: warning: {w}");
+    }
     // Data may be on stdout: the report goes to stderr unless JSON was asked for a directory restore.
     if g.json && matches!(target, RestoreTarget::Dir(_)) {
         print_json(&serde_json::json!({ "snapshot_id": snap.id, "summary": summary, "duration_ms": ms }))?;
     } else {
         eprintln!(
-            "restored snapshot {} ({}): {} in {} files, {} dirs, {} symlinks, {:.1} s, {}",
+            "restored snapshot {} ({}): {} in {} files, {} hard links, {} dirs, {} symlinks, {:.1} s, {}",
             snap.id.short(),
             snap.manifest.name,
             bytes(summary.bytes),
             summary.files,
+            summary.hardlinks,
             summary.dirs,
             summary.symlinks,
             ms as f64 / 1000.0,
             rate(summary.bytes, ms)
         );
     }
+    Ok(if summary.warnings.is_empty() { exit::OK } else { exit::PARTIAL })
+}
+
+/// `restore --target DIR --dry-run`: one line per entry that would be restored.
+fn print_restore_plan(g: &Global, snap: &Snapshot, summary: &RestoreSummary) -> Result<u8, Failure> {
+    if g.json {
+        print_json(&serde_json::json!({ "snapshot_id": snap.id, "dry_run": true, "summary": summary }))?;
+        return Ok(exit::OK);
+    }
+    for e in &summary.planned {
+        let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        outln!("would restore {kind:<8} {:>10}  {}", bytes(e.size), e.path);
+    }
+    outln!(
+        "dry run of snapshot {} ({}): {} in {} files, {} hard links, {} dirs, {} symlinks; nothing was written",
+        snap.id.short(),
+        snap.manifest.name,
+        bytes(summary.bytes),
+        summary.files,
+        summary.hardlinks,
+        summary.dirs,
+        summary.symlinks
+    );
     Ok(exit::OK)
 }
 

@@ -4,6 +4,7 @@ use crate::engine::EngineError;
 use crate::job::JobError;
 use crate::repo::RepoError;
 use crate::source::db::DumpError;
+use crate::source::snapshot::SnapshotError;
 use crate::store::{BackendErrorKind, StoreError};
 use crate::target::db::RestoreError;
 
@@ -86,6 +87,9 @@ impl From<JobError> for Failure {
             JobError::Restore(_) => TARGET_FAILED,
             JobError::Usage(_) => USAGE,
             JobError::Dump(d) => dump_code(d),
+            JobError::Snapshot(SnapshotError::Usage(_)) => USAGE,
+            JobError::Snapshot(SnapshotError::Cleanup { .. }) | JobError::SnapshotLeft { .. } => ERROR,
+            JobError::Snapshot(_) => SOURCE_FAILED,
         };
         Failure::new(code, e)
     }

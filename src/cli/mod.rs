@@ -10,6 +10,7 @@ pub mod output;
 mod policycmd;
 mod prunecmd;
 mod secrets;
+mod volume;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -207,6 +208,30 @@ pub struct BackupArgs {
     /// (same size, mtime, ctime and inode).
     #[arg(long)]
     pub force: bool,
+    /// Leave out paths matching GLOB (repeatable). Matched like restic: against the
+    /// base name and every trailing part of the path; a leading `/` anchors it to the
+    /// full path (`*.tmp`, `node_modules`, `/srv/app/cache`).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Leave out directories holding a valid CACHEDIR.TAG (the Cache Directory Tagging spec).
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Stay on each path's file system: mount points below it are kept empty.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Back up a block device or disk image as one stream, named after its file name.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// Read paths (or --device) from a consistent snapshot taken for the backup and
+    /// removed after it: btrfs, lvm, zfs (paths), lvm, fsfreeze (devices; paths too). See docs/VOLUMES.md.
+    #[arg(long, value_name = "KIND", default_value = "none")]
+    pub snapshot: crate::source::snapshot::SnapshotKind,
+    /// LVM copy-on-write space for the snapshot: a size (2G) or a share of the volume (20%ORIGIN).
+    #[arg(long, value_name = "SIZE")]
+    pub snapshot_size: Option<String>,
+    /// fsfreeze: thaw after this many seconds at the latest (the backup then fails).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub freeze_timeout: Option<u64>,
     /// Command whose stdout is backed up, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -239,12 +264,20 @@ pub struct RestoreArgs {
     /// Also apply the snapshot's accounts / roles (MariaDB users, pg_dumpall --globals-only).
     #[arg(long, requires = "to")]
     pub with_globals: bool,
-    /// Do not ask for confirmation.
-    #[arg(long, short = 'y', requires = "to")]
+    /// Write the snapshot's stream (a device backup) onto this block device, which must
+    /// not be in use and must be large enough. Shows the plan; needs --yes.
+    #[arg(long, value_name = "DEVICE", conflicts_with_all = ["target", "stdout", "to"])]
+    pub to_device: Option<PathBuf>,
+    /// Do not ask for confirmation (--to-device: required to write).
+    #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Show the plan and stop.
-    #[arg(long, requires = "to")]
+    /// Show the plan and stop (with --target: list what would be restored, write nothing).
+    #[arg(long)]
     pub dry_run: bool,
+    /// Restore only this path and what is below it (repeatable): the original path
+    /// (/srv/uploads/a) or the path under the target (uploads/a).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["to", "stdout"])]
+    pub include: Vec<String>,
     /// File holding the target server's password (else DRTOOL_TARGET_PASSWORD, MYSQL_PWD, PGPASSWORD).
     #[arg(long, value_name = "FILE", requires = "to")]
     pub to_password_file: Option<PathBuf>,

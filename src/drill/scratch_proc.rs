@@ -235,9 +235,8 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// A scratch's directory, processes and watchdog. Dropping it without
-/// `teardown` leaves the cleanup to the watchdog, which acts only once drtool
-/// has exited; `Scratch` always calls `teardown`.
+/// A scratch's directory, processes and watchdog. Dropped, it tears itself
+/// down, so a provisioning step that fails halfway leaves nothing behind.
 pub(crate) struct Site {
     kind: &'static str,
     dir: PathBuf,
@@ -376,24 +375,24 @@ impl Site {
         p.reap();
     }
 
-    /// Stop every process: the graceful signal to all at once (a cluster's
-    /// nodes shut down in parallel), SIGKILL after `grace`, then reap. The
-    /// names of processes that needed SIGKILL.
+    /// Stop every process, newest first, each with the graceful signal and
+    /// SIGKILL after `grace`, then reap. One at a time: Galera nodes that
+    /// leave together all wait out the suspect timeout for each other (5 s),
+    /// while a node leaving a live cluster is gone in well under a second.
+    /// The names of processes that needed SIGKILL.
     pub fn stop_all(&mut self, grace: Duration) -> Vec<String> {
-        for p in &self.procs {
+        let mut forced = Vec::new();
+        for p in self.procs.iter_mut().rev() {
             if !p.exited() {
                 p.signal(p.signals.teardown);
-            }
-        }
-        let start = Instant::now();
-        while start.elapsed() < grace && self.procs.iter().any(|p| !p.exited()) {
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let mut forced = Vec::new();
-        for p in &mut self.procs {
-            if !p.exited() {
-                forced.push(p.name.clone());
-                p.signal(libc::SIGKILL);
+                let start = Instant::now();
+                while start.elapsed() < grace && !p.exited() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if !p.exited() {
+                    forced.push(p.name.clone());
+                    p.signal(libc::SIGKILL);
+                }
             }
             p.reap();
         }

@@ -12,6 +12,8 @@ use crate::repo::snapshot::{
 use crate::repo::writer::{BackupWriter, Feeder, WriteStats, WriterOptions};
 use crate::repo::{RepoError, Repository, ids::SnapshotId, lock};
 use crate::source::command::{ChildHandle, CommandSource};
+use crate::source::exclude::TreeOptions;
+use crate::source::snapshot::{SnapshotSpec, View};
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,9 +23,12 @@ use std::time::Instant;
 pub enum BackupSource {
     Stdin,
     Command(Vec<String>),
-    Paths(Vec<PathBuf>),
+    /// Files and directories, with what to leave out.
+    Paths(Vec<PathBuf>, TreeOptions),
     /// A database server, dumped with the engine's own tools.
     Database(DbUrl, Password),
+    /// A block device or disk image, as one stream (docs/VOLUMES.md).
+    Device(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +41,8 @@ pub struct BackupRequest {
     pub writer: WriterOptions,
     /// Read every file even if the parent snapshot says it is unchanged.
     pub force: bool,
+    /// Read paths or a device from a file-system snapshot (docs/VOLUMES.md).
+    pub snapshot: SnapshotSpec,
 }
 
 #[derive(Debug)]
@@ -82,26 +89,32 @@ async fn backup_locked(
 ) -> Result<BackupOutcome, JobError> {
     let index = Arc::new(repo.load_index().await?);
     let (parent, parents) = match (&req.source, req.force) {
-        (BackupSource::Paths(_), false) => super::paths::parent_trees(repo, &index, &req.name).await,
+        (BackupSource::Paths(..), false) => super::paths::parent_trees(repo, &index, &req.name).await,
         _ => (None, ParentTrees::default()),
     };
+    // Held until the read ends; every early return drops (removes) it.
+    let mut volume = super::volume::Volume::prepare(repo, &req.source, &req.snapshot).await?;
     let (writer, feeder) = BackupWriter::start(repo.clone(), index, &req.writer)?;
     observe(writer.stats().clone());
     let child = ChildHandle::default();
-    let (source, name, child2) = (req.source.clone(), req.name.clone(), child.clone());
+    let cancel = feeder.canceller();
+    volume.stop_reading_at_deadline(&cancel);
+    let (source, name, child2, views) = (req.source.clone(), req.name.clone(), child.clone(), volume.views());
     let mut feed = tokio::task::spawn_blocking(move || {
         let mut feeder = feeder;
-        let r = feed(&mut feeder, &source, &name, &child2, &parents);
+        let r = feed(&mut feeder, &source, &name, &child2, &parents, &views);
         (feeder, r)
     });
     let (feeder, fed) = tokio::select! {
         r = &mut feed => r.map_err(|e| RepoError::Pipeline(e.to_string()))?,
         sig = shutdown_signal() => {
             child.terminate();
+            volume.interrupted(&cancel, feed).await;
             // The blocking reader may never return (stdin): exit without committing.
             return Err(JobError::Interrupted(sig));
         }
     };
+    let (fed, snapshot_left) = volume.finish(fed).await;
     let fed = match fed {
         Ok(f) => f,
         Err(e) => {
@@ -136,6 +149,9 @@ async fn backup_locked(
     };
     // Written last: only now does the backup exist.
     let id = repo.save_snapshot(&manifest).await?;
+    if let Some(source) = snapshot_left {
+        return Err(JobError::SnapshotLeft { saved: id.short(), source });
+    }
     Ok(BackupOutcome { id, manifest, warnings: fed.warnings })
 }
 
@@ -145,6 +161,7 @@ fn feed(
     name: &str,
     child: &ChildHandle,
     parents: &ParentTrees,
+    views: &[View],
 ) -> Result<FeedResult, JobError> {
     match source {
         BackupSource::Stdin => {
@@ -178,7 +195,10 @@ fn feed(
                 fingerprints: serde_json::Value::Null,
             })
         }
-        BackupSource::Paths(paths) => super::paths::feed_paths(feeder, paths, parents),
+        BackupSource::Paths(paths, options) => {
+            super::volume::read_at(views, || super::paths::feed_paths(feeder, paths, options, parents))
+        }
+        BackupSource::Device(device) => super::volume::feed_device(feeder, device, views),
         BackupSource::Database(url, password) => super::dbbackup::feed_database(feeder, url, password, child),
     }
 }

@@ -4,11 +4,14 @@ pub mod backup;
 pub mod daemon;
 pub mod dbbackup;
 pub mod dbrestore;
+pub mod devrestore;
 pub mod forget;
+pub mod include;
 mod notify;
 mod paths;
 pub mod policyrun;
 pub mod restore;
+mod volume;
 
 use crate::repo::RepoError;
 use crate::source::SourceError;
@@ -37,6 +40,16 @@ pub enum JobError {
     Restore(#[from] RestoreError),
     #[error("{0}")]
     Usage(String),
+    /// Taking, reading or checking a file-system snapshot failed; no snapshot was written.
+    #[error(transparent)]
+    Snapshot(#[from] crate::source::snapshot::SnapshotError),
+    /// The backup was saved, but the file-system snapshot it was read from is still there.
+    #[error("backup snapshot {saved} was saved, but the file-system snapshot it was read from is left over")]
+    SnapshotLeft {
+        saved: String,
+        #[source]
+        source: crate::source::snapshot::SnapshotError,
+    },
 }
 
 /// Resolves when the process is asked to stop (SIGINT or SIGTERM).

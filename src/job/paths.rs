@@ -14,6 +14,7 @@ use crate::repo::snapshot::{Item, SourceInfo};
 use crate::repo::tree::{Node, NodeKind, RawPath};
 use crate::repo::writer::Feeder;
 use crate::repo::{RepoError, Repository, ids::SnapshotId, lock};
+use crate::source::exclude::{Exclusions, TreeOptions};
 use crate::source::tree::{ContentSink, WalkError, walk};
 use std::collections::HashMap;
 use std::fs::File;
@@ -82,8 +83,10 @@ impl ContentSink for FeederSink<'_> {
 pub(super) fn feed_paths(
     feeder: &mut Feeder,
     paths: &[PathBuf],
+    options: &TreeOptions,
     parents: &ParentTrees,
 ) -> Result<FeedResult, JobError> {
+    let exclusions = Exclusions::new(options).map_err(|e| JobError::Usage(e.to_string()))?;
     let mut items = Vec::new();
     let mut warnings = Vec::new();
     for path in paths {
@@ -101,11 +104,21 @@ pub(super) fn feed_paths(
             }
         };
         let mut sink = FeederSink { feeder, parent: parents.get(&root) };
-        let stats = walk(&abs, &mut sink, &mut emit).map_err(|e| match e {
+        let stats = walk(&abs, &exclusions, &mut sink, &mut emit).map_err(|e| match e {
             WalkError::Root(p, source) => JobError::Source(crate::source::SourceError::Io { path: p, source }),
             WalkError::Sink(e) => JobError::Repo(e),
         })?;
         let (meta_ref, _) = feeder.write_stream(&meta[..])?;
+        tracing::info!(
+            "{root}: {} files ({} unchanged, {} hard links), {} dirs, {} excluded, {} special files skipped, {} unreadable",
+            stats.files,
+            stats.files_unchanged,
+            stats.hardlinks,
+            stats.dirs,
+            stats.excluded,
+            stats.special_skipped,
+            stats.errors.len()
+        );
         warnings.extend(stats.errors);
         items.push(Item::Tree {
             root,

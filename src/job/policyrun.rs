@@ -137,7 +137,8 @@ pub fn backup_request(p: &Policy) -> Result<BackupRequest, JobError> {
             BackupSource::Database(url, pw)
         }
         Source::Command(argv) => BackupSource::Command(argv.clone()),
-        Source::Paths(paths) => BackupSource::Paths(paths.clone()),
+        Source::Paths(paths, options) => BackupSource::Paths(paths.clone(), options.clone()),
+        Source::Device(device) => BackupSource::Device(device.clone()),
     };
     Ok(BackupRequest {
         name: p.name.clone(),
@@ -146,6 +147,7 @@ pub fn backup_request(p: &Policy) -> Result<BackupRequest, JobError> {
         time: None,
         writer: WriterOptions { compression_level: p.compression, ..WriterOptions::default() },
         force: false,
+        snapshot: p.snapshot.clone(),
     })
 }
 

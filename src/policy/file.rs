@@ -5,6 +5,7 @@
 
 use super::retention::Retention;
 use super::schedule::CronSchedule;
+use crate::source::snapshot::{SnapshotKind, SnapshotSpec};
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,23 @@ pub struct SourceSpec {
     pub command: Option<Vec<String>>,
     /// paths: files and directories.
     pub paths: Option<Vec<String>>,
+    /// device: a block device or disk image, backed up as one stream.
+    pub device: Option<String>,
+    /// paths, device: read from a snapshot: btrfs | lvm | zfs | fsfreeze | none (docs/VOLUMES.md).
+    pub snapshot: Option<Spanned<String>>,
+    /// lvm: copy-on-write space, "2G" or "20%ORIGIN".
+    pub snapshot_size: Option<String>,
+    /// fsfreeze: the hard limit on how long a file system stays frozen.
+    pub freeze_timeout_seconds: Option<u64>,
+    /// paths: glob patterns to leave out (as `backup --exclude`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// paths: leave out directories tagged with CACHEDIR.TAG.
+    #[serde(default)]
+    pub exclude_caches: bool,
+    /// paths: do not cross into other file systems.
+    #[serde(default)]
+    pub one_file_system: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -129,7 +147,8 @@ pub struct PolicyError {
 pub enum Source {
     Database { url: String, password_env: Option<String>, password_file: Option<PathBuf> },
     Command(Vec<String>),
-    Paths(Vec<PathBuf>),
+    Paths(Vec<PathBuf>, crate::source::exclude::TreeOptions),
+    Device(PathBuf),
 }
 
 /// How the repository password is obtained.
@@ -156,6 +175,8 @@ pub struct Policy {
     pub metrics: Option<Metrics>,
     pub drill: Option<DrillSpec>,
     pub compression: i32,
+    /// How paths and devices are read consistently (none: live).
+    pub snapshot: SnapshotSpec,
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -217,6 +238,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
         }
     });
     let source = source(&raw.source, &mut cx);
+    let snapshot = snapshot_spec(&raw.source, &mut cx);
     let retention = raw.retention.as_ref().and_then(|r| match r.get_ref().validate() {
         Ok(()) => Some(r.get_ref().clone()),
         Err(e) => {
@@ -302,6 +324,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
             metrics: raw.metrics.clone(),
             drill: raw.drill.as_ref().map(|d| d.get_ref().clone()),
             compression,
+            snapshot,
         }),
         _ => Err(cx.errors),
     }
@@ -358,6 +381,7 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
         "mysql" | "postgres" | "mongodb" => {
             unexpected(cx, "command", s.command.is_some());
             unexpected(cx, "paths", s.paths.is_some());
+            unexpected(cx, "device", s.device.is_some());
             let Some(url) = &s.url else {
                 cx.err(table, format!("source.url is missing: expected e.g. \"{kind}://user@host:port/db\""));
                 return None;
@@ -379,6 +403,7 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
         "command" => {
             unexpected(cx, "url", s.url.is_some());
             unexpected(cx, "paths", s.paths.is_some());
+            unexpected(cx, "device", s.device.is_some());
             match &s.command {
                 Some(c) if !c.is_empty() && !c[0].is_empty() => Some(Source::Command(c.clone())),
                 _ => {
@@ -390,9 +415,15 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
         "paths" => {
             unexpected(cx, "url", s.url.is_some());
             unexpected(cx, "command", s.command.is_some());
+            unexpected(cx, "device", s.device.is_some());
             match &s.paths {
                 Some(p) if !p.is_empty() && p.iter().all(|p| p.starts_with('/')) => {
-                    Some(Source::Paths(p.iter().map(PathBuf::from).collect()))
+                    let options = crate::source::exclude::TreeOptions {
+                        excludes: s.exclude.clone(),
+                        exclude_caches: s.exclude_caches,
+                        one_file_system: s.one_file_system,
+                    };
+                    Some(Source::Paths(p.iter().map(PathBuf::from).collect(), options))
                 }
                 _ => {
                     cx.err(table, "source.paths must be a non-empty list of absolute paths, e.g. [\"/srv/uploads\"]");
@@ -400,14 +431,64 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
                 }
             }
         }
+        "device" => {
+            unexpected(cx, "url", s.url.is_some());
+            unexpected(cx, "command", s.command.is_some());
+            unexpected(cx, "paths", s.paths.is_some());
+            match &s.device {
+                Some(d) if d.starts_with('/') => Some(Source::Device(PathBuf::from(d))),
+                _ => {
+                    cx.err(table, "source.device must be an absolute path, e.g. \"/dev/vg0/data\" or \"/srv/vm.img\"");
+                    None
+                }
+            }
+        }
         other => {
             cx.err(
                 s.kind.span(),
-                format!("unknown source kind {other:?}: expected mysql, postgres, mongodb, command or paths"),
+                format!("unknown source kind {other:?}: expected mysql, postgres, mongodb, command, paths or device"),
             );
             None
         }
     }
+}
+
+/// `source.snapshot` and its settings, checked against the source kind.
+fn snapshot_spec(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> SnapshotSpec {
+    let s = spec.get_ref();
+    let kind_name = s.kind.get_ref().as_str();
+    let mut out = SnapshotSpec::none();
+    if let Some(k) = &s.snapshot {
+        match k.get_ref().parse::<SnapshotKind>() {
+            Ok(kind) => out.kind = kind,
+            Err(e) => cx.err(k.span(), e),
+        }
+        let allowed: &[SnapshotKind] = match kind_name {
+            "paths" => &[SnapshotKind::Btrfs, SnapshotKind::Lvm, SnapshotKind::Zfs, SnapshotKind::Fsfreeze],
+            "device" => &[SnapshotKind::Lvm, SnapshotKind::Fsfreeze],
+            _ => &[],
+        };
+        if out.kind != SnapshotKind::None && !allowed.contains(&out.kind) {
+            cx.err(k.span(), format!("source.snapshot = \"{}\" does not apply to kind {kind_name:?}", out.kind));
+        }
+    }
+    if let Some(size) = &s.snapshot_size {
+        if out.kind != SnapshotKind::Lvm {
+            cx.err(spec.span(), "source.snapshot_size applies only to snapshot = \"lvm\"");
+        } else if size.is_empty() || size.starts_with('-') {
+            cx.err(spec.span(), format!("source.snapshot_size {size:?}: expected e.g. \"2G\" or \"20%ORIGIN\""));
+        }
+        out.size = Some(size.clone());
+    }
+    if let Some(t) = s.freeze_timeout_seconds {
+        if out.kind != SnapshotKind::Fsfreeze {
+            cx.err(spec.span(), "source.freeze_timeout_seconds applies only to snapshot = \"fsfreeze\"");
+        } else if t == 0 {
+            cx.err(spec.span(), "source.freeze_timeout_seconds must be at least 1");
+        }
+        out.freeze_timeout = Some(std::time::Duration::from_secs(t));
+    }
+    out
 }
 
 /// Read and parse one policy file.

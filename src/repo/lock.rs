@@ -108,7 +108,22 @@ pub struct LockGuard {
     repo: Arc<Repository>,
     name: String,
     refresher: tokio::task::JoinHandle<()>,
+    health: Arc<Health>,
 }
+
+/// What the refresher learned about whether others still see our lock.
+#[derive(Debug)]
+struct Health {
+    started: std::time::Instant,
+    /// Milliseconds after `started` of the last successful refresh.
+    refreshed_ms: std::sync::atomic::AtomicU64,
+    /// The lock object disappeared (someone removed it as stale).
+    vanished: std::sync::atomic::AtomicBool,
+}
+
+/// A lock not refreshed for this long may already look stale elsewhere
+/// (`STALE_AFTER_MINUTES`, less a margin for clock differences).
+const HELD_FOR_SURE: std::time::Duration = std::time::Duration::from_secs((STALE_AFTER_MINUTES as u64 - 10) * 60);
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
@@ -120,6 +135,30 @@ impl LockGuard {
     /// The lock's object name (`locks/<id>`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Fail if other runs may have taken this lock for stale: its refreshes
+    /// have failed for most of `STALE_AFTER_MINUTES`, or its object was
+    /// removed. A prune ignores such a lock, so a backup must call this right
+    /// before it writes its snapshot, and give up instead (docs/PRUNE.md).
+    pub fn ensure_held(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let since_refresh = self
+            .health
+            .started
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(self.health.refreshed_ms.load(Relaxed)));
+        let reason = if self.health.vanished.load(Relaxed) {
+            "its lock was removed by another run that took it for stale".to_string()
+        } else if since_refresh > HELD_FOR_SURE {
+            format!("its lock could not be refreshed for {} minutes", since_refresh.as_secs() / 60)
+        } else {
+            return Ok(());
+        };
+        Err(RepoError::Invalid {
+            what: format!("lock {}", self.name),
+            reason: format!("{reason}; stopping, since a prune may have removed data this run relies on"),
+        })
     }
 
     pub async fn release(self) -> Result<()> {
@@ -179,8 +218,10 @@ pub async fn acquire_kind(repo: &Arc<Repository>, kind: LockKind, operation: &st
         repo.store().delete(&name).await?;
         return Err(e);
     }
-    let refresher = tokio::spawn(refresh_loop(repo.clone(), name.clone(), info));
-    Ok(LockGuard { repo: repo.clone(), name, refresher })
+    let health =
+        Arc::new(Health { started: std::time::Instant::now(), refreshed_ms: 0.into(), vanished: false.into() });
+    let refresher = tokio::spawn(refresh_loop(repo.clone(), name.clone(), info, health.clone()));
+    Ok(LockGuard { repo: repo.clone(), name, refresher, health })
 }
 
 /// Like [`acquire_kind`], but while the lock is held by others, try again with
@@ -246,15 +287,24 @@ pub async fn remove_stale(repo: &Repository) -> Result<usize> {
     Ok(removed)
 }
 
-async fn refresh_loop(repo: Arc<Repository>, name: String, mut info: LockInfo) {
+async fn refresh_loop(repo: Arc<Repository>, name: String, mut info: LockInfo, health: Arc<Health>) {
+    use std::sync::atomic::Ordering::Relaxed;
     loop {
         tokio::time::sleep(REFRESH).await;
+        // Gone means someone judged it stale; putting it back would not undo
+        // what they did meanwhile, so remember it for `ensure_held`.
+        if let Err(e) = repo.store().size(&name).await
+            && e.is_not_found()
+        {
+            health.vanished.store(true, Relaxed);
+        }
         info.refreshed = Utc::now();
         let Ok(bytes) = json_bytes(&info).and_then(|j| seal_meta(repo.keys(), MetaKind::Lock, &j)) else {
             continue;
         };
-        if let Err(e) = repo.store().put(&name, bytes).await {
-            tracing::warn!("could not refresh lock {name}: {}", super::error::chain(&e));
+        match repo.store().put(&name, bytes).await {
+            Ok(()) => health.refreshed_ms.store(health.started.elapsed().as_millis() as u64, Relaxed),
+            Err(e) => tracing::warn!("could not refresh lock {name}: {}", super::error::chain(&e)),
         }
     }
 }
@@ -283,6 +333,35 @@ mod tests {
         assert!(l.is_stale(now));
         l.host = "elsewhere".into();
         assert!(!l.is_stale(now));
+    }
+
+    #[tokio::test]
+    async fn a_lock_others_may_take_for_stale_is_not_held() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let store: crate::store::DynStore = Arc::new(crate::store::LocalStore::new(dir.path()));
+        let kdf = crate::repo::keys::KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
+        let opts = crate::repo::InitOptions { kdf, ..Default::default() };
+        let repo = Arc::new(Repository::init(store, b"pw", opts).await.unwrap());
+        let guard = acquire_kind(&repo, LockKind::Prune, "prune").await.unwrap();
+        assert!(guard.ensure_held().is_ok());
+        assert!(matches!(acquire_kind(&repo, LockKind::Prune, "prune").await, Err(RepoError::Locked { .. })));
+        let backup = acquire_kind(&repo, LockKind::Shared, "backup").await.unwrap();
+        guard.health.vanished.store(true, Relaxed);
+        assert!(guard.ensure_held().is_err());
+        // Never refreshed since long before others would call it stale (the
+        // monotonic clock may be younger than that on a fresh machine).
+        if let Some(started) = std::time::Instant::now().checked_sub(HELD_FOR_SURE * 2) {
+            let health = Arc::new(Health { started, refreshed_ms: 0.into(), vanished: false.into() });
+            let refresher = tokio::spawn(async {});
+            let stale = LockGuard { repo: repo.clone(), name: "locks/x".into(), refresher, health };
+            assert!(stale.ensure_held().is_err());
+        }
+        let live = live_lock_names(&repo, Some(guard.name())).await.unwrap();
+        assert_eq!(live, vec![backup.name().to_string()]);
+        backup.release().await.unwrap();
+        guard.release().await.unwrap();
+        assert!(list_locks(&repo).await.unwrap().is_empty());
     }
 
     #[test]

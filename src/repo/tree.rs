@@ -52,6 +52,19 @@ pub enum NodeKind {
     File,
     Dir,
     Symlink,
+    /// Another name for the file recorded earlier in the same tree at `target`
+    /// (a hard link): no content of its own, restored with `link(2)`. A kind of
+    /// its own, so a reader that does not know it fails instead of restoring
+    /// an empty file.
+    Hardlink,
+}
+
+/// One extended attribute. Name and value use [`RawPath`]'s encoding (text
+/// when UTF-8, else `{"hex": ...}`), so binary values survive JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: RawPath,
+    pub value: RawPath,
 }
 
 /// One entry of a tree. `path` is relative to the restore target and uses `/`.
@@ -76,6 +89,15 @@ pub struct Node {
     pub ino: u64,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub ctime_ns: i64,
+    /// Owner and group. Absent in snapshots taken before they were recorded;
+    /// then restore leaves ownership alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Extended attributes (all namespaces the backup could list), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
 }
 
 impl Node {
@@ -119,5 +141,23 @@ mod tests {
         }
         let j = serde_json::to_string(&RawPath(b"\xff".to_vec())).unwrap();
         assert_eq!(j, r#"{"hex":"ff"}"#);
+    }
+
+    #[test]
+    fn new_fields_roundtrip_and_old_nodes_still_read() {
+        let n = Node {
+            path: RawPath(b"a/b\nc".to_vec()),
+            kind: NodeKind::Hardlink,
+            target: Some(RawPath(b"a/first".to_vec())),
+            uid: Some(1234),
+            gid: Some(5678),
+            xattrs: vec![Xattr { name: RawPath(b"user.bin".to_vec()), value: RawPath(vec![0, 0xff, 1]) }],
+            ..Default::default()
+        };
+        let j = serde_json::to_string(&n).unwrap();
+        assert!(j.contains(r#""kind":"hardlink""#), "{j}");
+        assert_eq!(serde_json::from_str::<Node>(&j).unwrap(), n);
+        let old: Node = serde_json::from_str(r#"{"path":"x","kind":"file","mode":420,"mtime_ns":5}"#).unwrap();
+        assert_eq!((old.uid, old.gid, old.xattrs.len()), (None, None, 0));
     }
 }

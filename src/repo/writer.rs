@@ -84,6 +84,8 @@ pub struct Feeder {
     tx: Option<Sender<Job>>,
     stats: Arc<WriteStats>,
     failed: Arc<AtomicBool>,
+    /// Set from outside to make the reading stop at the next chunk.
+    cancelled: Arc<AtomicBool>,
     /// The chunker's buffer, kept between streams.
     buf: Vec<u8>,
 }
@@ -97,6 +99,9 @@ impl Feeder {
             Chunker::with_buffer(source, self.repo.settings().chunker, self.repo.keys().chunker_seed, buf);
         let mut out = StreamRef::default();
         while let Some(data) = chunker.next_chunk().map_err(|e| RepoError::io("reading input", e))? {
+            if self.cancelled.load(Ordering::Relaxed) {
+                return Err(RepoError::Pipeline("reading was cancelled".into()));
+            }
             out.size += data.len() as u64;
             out.chunks.push(self.add_chunk(data)?);
         }
@@ -125,6 +130,12 @@ impl Feeder {
 
     pub fn stats(&self) -> &Arc<WriteStats> {
         &self.stats
+    }
+
+    /// A flag that, once set, makes `write_stream` fail at the next chunk, so
+    /// an interrupted run can stop a reader that holds a file-system snapshot.
+    pub fn canceller(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
     }
 
     /// Whether every chunk is already stored (so a chunk list may be reused as is).
@@ -179,6 +190,7 @@ impl BackupWriter {
             tx: Some(job_tx),
             stats: stats.clone(),
             failed,
+            cancelled: Arc::new(AtomicBool::new(false)),
             buf: Vec::new(),
         };
         Ok((Self { repo, workers, uploader, stats }, feeder))

@@ -3,11 +3,14 @@
 
 pub mod command;
 pub mod db;
+pub mod device;
+pub mod exclude;
 pub mod mongo_archive;
 pub mod mongodb;
 pub mod mysql;
 pub mod mysql_dump;
 pub mod postgres;
+pub mod snapshot;
 pub mod tree;
 
 #[derive(Debug, thiserror::Error)]

@@ -84,13 +84,24 @@ fn list_dir(root: &Path, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
                 continue;
             }
             let name = if rel.is_empty() { fname.to_string() } else { format!("{rel}/{fname}") };
-            let ft = entry.file_type()?;
+            // An object deleted by another process between readdir and stat
+            // (a released lock, a pruned pack) is simply no longer listed.
+            let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+            let ft = match entry.file_type() {
+                Ok(ft) => ft,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
             if ft.is_dir() {
                 if name.starts_with(prefix) || prefix.starts_with(&format!("{name}/")) {
                     stack.push((entry.path(), name));
                 }
             } else if ft.is_file() && name.starts_with(prefix) {
-                out.push(ObjectInfo { name, size: entry.metadata()?.len() });
+                match entry.metadata() {
+                    Ok(m) => out.push(ObjectInfo { name, size: m.len() }),
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(e),
+                }
             }
         }
     }

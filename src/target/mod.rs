@@ -2,9 +2,11 @@
 //! verified plaintext from the repository reader.
 
 pub mod db;
+pub mod device;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
+pub mod sparse;
 pub mod tree;
 
 use std::fs::{File, OpenOptions};

@@ -3,6 +3,8 @@
 //! Safety: node paths are validated (relative, no `..`, no empty parts), and
 //! every parent must be a real directory we created or found, never a
 //! symlink, so a snapshot can never make restore write outside the target.
+//! A hard link may only name a regular file inside the target, reached the
+//! same way.
 
 use crate::repo::tree::{Node, NodeKind};
 use std::ffi::OsStr;
@@ -95,17 +97,57 @@ pub fn create_node(target: &Path, node: &Node) -> Result<(PathBuf, Option<File>)
             let f = super::create_new_file(&path).map_err(io_err(&path))?;
             Ok((path, Some(f)))
         }
+        NodeKind::Hardlink => {
+            let first = node.target.as_ref().map(|t| &t.0[..]).unwrap_or_default();
+            let first = safe_join(target, first)?;
+            check_parents(target, &first)?;
+            let m = fs::symlink_metadata(&first).map_err(io_err(&first))?;
+            if !m.is_file() {
+                return Err(TargetError::UnsafePath(first.display().to_string()));
+            }
+            fs::hard_link(&first, &path).map_err(io_err(&path))?;
+            Ok((path, None))
+        }
     }
 }
 
-/// Apply mode and mtime. Called for files as they finish and for
-/// directories deepest-first at the end (writing children changes a dir's mtime).
-pub fn apply_metadata(path: &Path, node: &Node) -> Result<(), TargetError> {
+/// Owner and group, when the snapshot has them and we run as root (only root
+/// may give files away); a failure is a warning, not the end of the restore.
+fn restore_owner(path: &Path, node: &Node, warnings: &mut Vec<String>) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if (node.uid.is_none() && node.gid.is_none()) || unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    if let Err(e) = std::os::unix::fs::lchown(path, node.uid, node.gid) {
+        warnings.push(format!("{}: owner {:?}:{:?}: {e}", path.display(), node.uid, node.gid));
+    }
+}
+
+/// Apply owner, extended attributes, mode and mtime. Called for files as they
+/// finish and for directories deepest-first at the end (writing children
+/// changes a dir's mtime). Owner and xattrs that cannot be set are pushed to
+/// `warnings`; mode and mtime failures are errors.
+///
+/// Order matters: chown clears setuid/setgid bits and `security.capability`,
+/// so it comes first; xattrs come before the mode, which may take away the
+/// write permission `user.*` attributes need; the mtime comes last.
+pub fn apply_metadata(path: &Path, node: &Node, warnings: &mut Vec<String>) -> Result<(), TargetError> {
+    if node.kind == NodeKind::Hardlink {
+        // Same inode as the file it links to, which has its metadata already.
+        return Ok(());
+    }
+    restore_owner(path, node, warnings);
+    for x in &node.xattrs {
+        if let Err(e) = xattr::set(path, x.name.as_os_str(), &x.value.0) {
+            warnings.push(format!("{}: extended attribute {}: {e}", path.display(), x.name.display()));
+        }
+    }
     let secs = node.mtime_ns.div_euclid(1_000_000_000);
     let nanos = node.mtime_ns.rem_euclid(1_000_000_000) as u32;
     let t = filetime::FileTime::from_unix_time(secs, nanos);
     match node.kind {
         NodeKind::Symlink => filetime::set_symlink_file_times(path, t, t).map_err(io_err(path)),
+        NodeKind::Hardlink => Ok(()),
         _ => {
             fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(io_err(path))?;
             filetime::set_file_mtime(path, t).map_err(io_err(path))
@@ -116,6 +158,7 @@ pub fn apply_metadata(path: &Path, node: &Node) -> Result<(), TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::tree::RawPath;
 
     #[test]
     fn unsafe_paths_are_refused() {
@@ -139,5 +182,49 @@ mod tests {
         };
         assert!(matches!(create_node(dir.path(), &n), Err(TargetError::UnsafePath(_))));
         assert!(!outside.path().join("evil").exists());
+    }
+
+    fn n(path: &[u8], kind: NodeKind, target: Option<&[u8]>) -> Node {
+        Node {
+            path: RawPath(path.to_vec()),
+            kind,
+            mode: 0o644,
+            target: target.map(|t| RawPath(t.to_vec())),
+            ..Default::default()
+        }
+    }
+
+    /// A crafted snapshot: `a -> <outside>` then `a/passwd`. The symlink is
+    /// restored as a symlink; the file through it is refused.
+    #[test]
+    fn snapshot_symlink_then_file_below_it_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let out = outside.path().as_os_str().as_bytes();
+        create_node(dir.path(), &n(b"a", NodeKind::Symlink, Some(out))).unwrap();
+        for kind in [NodeKind::File, NodeKind::Dir, NodeKind::Symlink] {
+            let r = create_node(dir.path(), &n(b"a/passwd", kind, Some(b"x")));
+            assert!(matches!(r, Err(TargetError::UnsafePath(_))), "{kind:?}: {r:?}");
+        }
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing may be written outside");
+    }
+
+    #[test]
+    fn hard_links_only_to_regular_files_inside_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        let out = outside.path().join("secret");
+        create_node(dir.path(), &n(b"link", NodeKind::Symlink, Some(out.as_os_str().as_bytes()))).unwrap();
+        create_node(dir.path(), &n(b"ln", NodeKind::Symlink, Some(outside.path().as_os_str().as_bytes()))).unwrap();
+        for bad in [&b"link"[..], b"ln/secret", b"../x", b"missing"] {
+            assert!(create_node(dir.path(), &n(b"h", NodeKind::Hardlink, Some(bad))).is_err(), "{bad:?}");
+        }
+        let (p, f) = create_node(dir.path(), &n(b"f", NodeKind::File, None)).unwrap();
+        drop(f);
+        let (h, _) = create_node(dir.path(), &n(b"h", NodeKind::Hardlink, Some(b"f"))).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&p).unwrap().ino(), fs::metadata(&h).unwrap().ino());
+        assert_eq!(fs::metadata(&out).unwrap().nlink(), 1);
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod garage;
+pub mod loopdev;
 pub mod mariadb;
 pub mod postgres;
 

@@ -115,7 +115,7 @@ impl Usage {
         let wanted: HashSet<SnapshotId> = ids.iter().copied().collect();
         self.cache.retain(|id, _| wanted.contains(id));
         let new: Vec<SnapshotId> = ids.into_iter().filter(|id| !self.cache.contains_key(id)).collect();
-        let loaded: Vec<Result<Option<(SnapshotId, Vec<ChunkId>)>>> =
+        let loaded: Vec<Result<Option<SnapshotChunks>>> =
             stream::iter(new).map(|id| snapshot_chunks(repo, index, id)).buffer_unordered(8).collect().await;
         for r in loaded {
             if let Some((id, chunks)) = r? {
@@ -126,11 +126,10 @@ impl Usage {
     }
 }
 
-async fn snapshot_chunks(
-    repo: &Arc<Repository>,
-    index: &Arc<Index>,
-    id: SnapshotId,
-) -> Result<Option<(SnapshotId, Vec<ChunkId>)>> {
+/// A snapshot and every chunk it needs, sorted.
+type SnapshotChunks = (SnapshotId, Vec<ChunkId>);
+
+async fn snapshot_chunks(repo: &Arc<Repository>, index: &Arc<Index>, id: SnapshotId) -> Result<Option<SnapshotChunks>> {
     let snap = match repo.load_snapshot(id).await {
         Ok(s) => s,
         // Forgotten since it was listed: it needs nothing any more.
