@@ -219,10 +219,11 @@ async fn verify_pack(repo: &Arc<Repository>, index: &Arc<Index>, pack: &PackId) 
                 }
                 None => bad.push(format!("blob {} out of range", e.id)),
             }
-            if let Some((p, _, loc)) = index.locate(&e.id) {
-                if p == pack && loc != *e {
-                    bad.push(format!("blob {} position differs from the index", e.id));
-                }
+            if let Some((p, _, loc)) = index.locate(&e.id)
+                && p == pack
+                && loc != *e
+            {
+                bad.push(format!("blob {} position differs from the index", e.id));
             }
         }
         if bad.is_empty() { Ok(entries.len() as u64) } else { Err(bad.join("; ")) }

@@ -227,6 +227,7 @@ impl Run<'_> {
         if !plan.missing.is_empty() {
             return Err(sweep::missing_error(plan.missing.len()));
         }
+        confirm(self.repo, &plan).await?;
         if plan.is_empty() {
             return Ok(());
         }
@@ -257,6 +258,26 @@ impl Run<'_> {
         self.arm(&draft, live).await?;
         Ok(())
     }
+}
+
+/// Stop before deciding anything if a pack holding the only copies of
+/// needed chunks is gone: indexed but missing is damage, and `check` says
+/// which snapshots it affects.
+async fn confirm(repo: &Repository, plan: &plan::Plan) -> Result<()> {
+    for pack in &plan.unconfirmed {
+        match repo.store().size(&pack.object_name()).await {
+            Err(e) if e.is_not_found() => {
+                return Err(super::RepoError::corrupt(
+                    format!("pack {pack}"),
+                    "indexed, needed by snapshots, and missing from the store; prune deletes nothing \
+                     until this is repaired (run `drtool check`)",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Batches still waiting, with the runs they wait for.
@@ -304,6 +325,7 @@ async fn dry_run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneRep
     if !plan.missing.is_empty() {
         return Err(sweep::missing_error(plan.missing.len()));
     }
+    confirm(repo, &plan).await?;
     (report.snapshots, report.packs, report.bytes, report.used_bytes) =
         (state.snapshots, plan.packs, plan.bytes, plan.used_bytes);
     report.repacked_packs = plan.repack.len();

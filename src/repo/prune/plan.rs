@@ -33,6 +33,10 @@ pub struct Plan {
     pub unindexed: Vec<(PackId, u64)>,
     /// Referenced chunks that no index file lists at all: damage.
     pub missing: Vec<ChunkId>,
+    /// Indexed packs missing from the (earlier) pack listing that hold the
+    /// only copies of referenced chunks: new since the listing, or gone
+    /// (damage). The caller asks the store before deciding anything.
+    pub unconfirmed: Vec<PackId>,
     /// Stored packs examined, and their bytes.
     pub packs: usize,
     pub bytes: u64,
@@ -85,6 +89,17 @@ pub fn plan(state: &State, recorded: &HashSet<PackId>, repack_percent: u8) -> Pl
     let mut missing: Vec<ChunkId> = state.referenced.iter().filter(|c| !present.contains(c)).copied().collect();
     missing.sort();
     plan.missing = missing;
+    let mut unconfirmed: HashSet<PackId> = HashSet::new();
+    for (id, p) in &indexed {
+        if !state.stored.contains_key(id)
+            && !recorded.contains(id)
+            && p.blobs.iter().any(|b| state.referenced.contains(&b.id) && !keeper.contains_key(&b.id))
+        {
+            unconfirmed.insert(*id);
+        }
+    }
+    plan.unconfirmed = unconfirmed.into_iter().collect();
+    plan.unconfirmed.sort();
 
     let mut ids: Vec<&PackId> = indexed.keys().filter(|id| candidate(id)).collect();
     ids.sort();
@@ -187,5 +202,9 @@ mod tests {
         let p = plan(&s, &recorded, 50);
         assert_eq!(p.missing, vec![ChunkId([71; 32])]);
         assert!(p.unused.is_empty());
+        // Indexed but not in the pack listing: the only copy of chunk 70 is unconfirmed.
+        let mut s = state(vec![pack(7, vec![blob(70, 10)])], &[], &[70]);
+        s.stored.clear();
+        assert_eq!(plan(&s, &HashSet::new(), 50).unconfirmed, vec![PackId([7; 32])]);
     }
 }
