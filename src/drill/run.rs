@@ -214,7 +214,7 @@ async fn restore_and_check(
             results.push(CheckResult::new("restore", true, format!("{} streams, {} bytes", s.streams, s.bytes)));
         }
         Err(e) => {
-            let msg = crate::job::policyrun::error_chain(&e);
+            let msg = crate::repo::error::chain(&e);
             results.push(CheckResult::new("restore", false, msg.clone()));
             return Err(format!("restore failed: {msg}"));
         }

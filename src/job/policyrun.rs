@@ -220,23 +220,13 @@ pub async fn run(p: &Policy, repo: Arc<Repository>) -> (RunReport, Option<JobErr
     }
     let error = result.err().or(post_error);
     report.ok = error.is_none();
-    report.error = error.as_ref().map(|e| error_chain(e));
+    report.error = error.as_ref().map(|e| crate::repo::error::chain(e));
     report.duration_ms = clock.elapsed().as_millis() as u64;
     report.snapshots = count_named(&repo, &p.name).await;
     finish(p, &report).await;
     (report, error)
 }
 
-/// An error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(&format!(": {c}"));
-        cur = c.source();
-    }
-    s
-}
 
 async fn count_named(repo: &Repository, name: &str) -> u64 {
     repo.list_snapshots().await.map(|v| v.iter().filter(|s| s.manifest.name == name).count() as u64).unwrap_or(0)

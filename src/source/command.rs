@@ -20,6 +20,26 @@ pub struct CommandSource {
     stderr: Option<JoinHandle<Vec<u8>>>,
 }
 
+/// Read `r` to its end on a thread, keeping its last 64 KiB (the end of a
+/// tool's stderr is the part that explains a failure).
+pub fn keep_tail(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut keep = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            keep.extend_from_slice(&buf[..n]);
+            if keep.len() > 2 * STDERR_KEEP {
+                keep.drain(..keep.len() - STDERR_KEEP);
+            }
+        }
+        let start = keep.len().saturating_sub(STDERR_KEEP);
+        keep.split_off(start)
+    })
+}
+
 /// The child's process-group id, so that an interrupted drtool can stop it.
 #[derive(Debug, Clone, Default)]
 pub struct ChildHandle(Arc<Mutex<Option<i32>>>);
@@ -63,23 +83,7 @@ impl CommandSource {
             *g = Some(child.id() as i32);
         }
         let stdout = child.stdout.take();
-        let stderr = child.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut keep = Vec::new();
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = e.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    keep.extend_from_slice(&buf[..n]);
-                    if keep.len() > 2 * STDERR_KEEP {
-                        keep.drain(..keep.len() - STDERR_KEEP);
-                    }
-                }
-                let start = keep.len().saturating_sub(STDERR_KEEP);
-                keep.split_off(start)
-            })
-        });
+        let stderr = child.stderr.take().map(keep_tail);
         Ok(Self { display, child, stdout, stderr })
     }
 
@@ -111,7 +115,8 @@ impl CommandSource {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+/// "exit status N" or "killed by signal N".
+pub fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
         (None, Some(s)) => format!("killed by signal {s}"),

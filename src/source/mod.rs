@@ -31,7 +31,8 @@ pub enum SourceError {
     },
 }
 
-fn stderr_suffix(stderr: &str) -> String {
+/// "; its stderr:\n..." for error messages, or nothing when it is empty.
+pub fn stderr_suffix(stderr: &str) -> String {
     let t = stderr.trim();
     if t.is_empty() { String::new() } else { format!("; its stderr:\n{t}") }
 }

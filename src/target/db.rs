@@ -7,7 +7,7 @@
 
 use crate::engine::{DbUrl, Engine, EngineError, Password};
 use crate::source::db::StreamFormat;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread::JoinHandle;
@@ -47,7 +47,7 @@ pub struct StreamLoad {
 pub enum RestoreError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("{tool} failed ({status}){}", suffix(.stderr))]
+    #[error("{tool} failed ({status}){}", crate::source::stderr_suffix(.stderr))]
     Failed { tool: String, status: String, stderr: String },
     #[error("cannot start {tool}")]
     Spawn {
@@ -57,10 +57,6 @@ pub enum RestoreError {
     },
 }
 
-fn suffix(stderr: &str) -> String {
-    let t = stderr.trim();
-    if t.is_empty() { String::new() } else { format!("; its stderr:\n{t}") }
-}
 
 pub trait DatabaseTarget: Send {
     fn engine(&self) -> Engine;
@@ -98,8 +94,6 @@ pub struct RunningRestore {
 /// Decides per line (without its newline) whether it reaches the tool.
 pub type LineFilter = Box<dyn Fn(&str) -> bool + Send>;
 
-const OUTPUT_KEEP: usize = 64 * 1024;
-
 impl RunningRestore {
     /// Start `cmd`; `tool` names it in errors. Its stdout and stderr are kept
     /// (the tail) for the error message.
@@ -111,22 +105,7 @@ impl RunningRestore {
             .spawn()
             .map_err(|source| RestoreError::Spawn { tool: tool.to_string(), source })?;
         let stdin = child.stdin.take();
-        let output = child.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut keep = Vec::new();
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = e.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    keep.extend_from_slice(&buf[..n]);
-                    if keep.len() > 2 * OUTPUT_KEEP {
-                        keep.drain(..keep.len() - OUTPUT_KEEP);
-                    }
-                }
-                keep
-            })
-        });
+        let output = child.stderr.take().map(crate::source::command::keep_tail);
         Ok(RunningRestore { tool: tool.to_string(), child, stdin, output, filter: None, input_closed: false })
     }
 
@@ -171,16 +150,10 @@ impl RunningRestore {
         if status.success() {
             return Ok(());
         }
-        let status = match (status.code(), status.signal()) {
-            (Some(c), _) => format!("exit status {c}"),
-            (None, Some(s)) => format!("killed by signal {s}"),
-            _ => status.to_string(),
-        };
-        let start = out.len().saturating_sub(OUTPUT_KEEP);
         Err(RestoreError::Failed {
             tool: self.tool.clone(),
-            status,
-            stderr: String::from_utf8_lossy(&out[start..]).into_owned(),
+            status: crate::source::command::describe(status),
+            stderr: String::from_utf8_lossy(&out).into_owned(),
         })
     }
 

@@ -114,7 +114,7 @@ pub struct View {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{command} failed ({status}){}", stderr_suffix(.stderr))]
+    #[error("{command} failed ({status}){}", super::stderr_suffix(.stderr))]
     Command { command: String, status: String, stderr: String },
     #[error("cannot start {command}")]
     Spawn {
@@ -423,18 +423,6 @@ fn distinct_mounts(paths: &[PathBuf], runner: &dyn Runner) -> Result<Vec<Mount>,
     Ok(out)
 }
 
-fn stderr_suffix(stderr: &str) -> String {
-    let t = stderr.trim();
-    if t.is_empty() { String::new() } else { format!("; its stderr:\n{t}") }
-}
 
 /// An error and its causes on one line (for logs, where `{:#}` is not applied).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(&format!(": {c}"));
-        cur = c.source();
-    }
-    s
-}
+pub use crate::repo::error::chain as error_chain;
