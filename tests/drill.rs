@@ -152,7 +152,8 @@ fn mariadb_drill_passes_with_every_check_reported() {
     // Nothing left: the scratch server's processes and directory are gone.
     for node in report["nodes"].as_array().unwrap() {
         let port: u16 = node.as_str().unwrap().rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
-        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "port {port} still taken");
+        let left = common::procs::orphaned_scratch_holders(port);
+        assert!(left.is_empty(), "port {port} still held by the torn-down scratch: {left:?}");
     }
 }
 
@@ -284,7 +285,9 @@ fn an_interrupted_drill_leaves_nothing_behind() {
     );
     assert!(wait_until(Duration::from_secs(20), || !datadir.exists()), "{} left behind", datadir.display());
     if let Some(port) = port {
-        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "port {port} still taken");
+        let datadir = datadir.to_string_lossy();
+        let left: Vec<_> = common::procs::port_holders(port).into_iter().filter(|(_, c)| c.contains(datadir.as_ref())).collect();
+        assert!(left.is_empty(), "port {port} still held by the interrupted drill's server: {left:?}");
     }
 }
 

@@ -7,7 +7,11 @@
 //! Outside CI a kind whose server is not installed is skipped with a message;
 //! with CI=true it fails, naming scripts/setup.sh.
 
+#[path = "common/procs.rs"]
+mod procs;
+
 use drtool::drill::scratch::{Scratch, ScratchError, ScratchKind};
+use procs::{port_holders, processes};
 use drtool::engine::mysql::MysqlConn;
 use drtool::engine::postgres::PgConn;
 use drtool::engine::{DbUrl, Password};
@@ -41,24 +45,6 @@ fn skip<T>(kind: ScratchKind, why: &str) -> Option<T> {
 
 // ---------------------------------------------------------------- processes
 
-/// (pid, pgrp, state, cmdline) of every process.
-fn processes() -> Vec<(u32, u32, char, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(state), Some(Ok(pgrp))) = (f.first().and_then(|s| s.chars().next()), f.get(2).map(|s| s.parse()))
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        out.push((pid, pgrp, state, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
-    }
-    out
-}
-
 /// Live processes (not zombies) that are one of `pids`, in their process
 /// groups, or mention `dir` in their command line.
 fn leftovers(pids: &[u32], dir: &Path) -> Vec<String> {
@@ -71,16 +57,18 @@ fn leftovers(pids: &[u32], dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn port_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
 /// What a scratch must leave behind: nothing.
 fn assert_gone(what: &str, pids: &[u32], ports: &[u16], dir: &Path) {
     let left = leftovers(pids, dir);
     assert!(left.is_empty(), "{what}: processes left: {left:?}");
-    let busy: Vec<u16> = ports.iter().copied().filter(|&p| !port_free(p)).collect();
-    assert!(busy.is_empty(), "{what}: ports still in use: {busy:?}");
+    let dir_s = dir.to_string_lossy();
+    let held: Vec<String> = ports
+        .iter()
+        .flat_map(|&p| port_holders(p).into_iter().map(move |h| (p, h)))
+        .filter(|(_, (pid, cmd))| pids.contains(pid) || cmd.contains(dir_s.as_ref()))
+        .map(|(p, (pid, cmd))| format!("{p} held by {pid} ({cmd})"))
+        .collect();
+    assert!(held.is_empty(), "{what}: ports still held by the scratch: {held:?}");
     assert!(!dir.exists(), "{what}: {} still exists", dir.display());
 }
 

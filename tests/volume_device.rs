@@ -78,10 +78,17 @@ fn image_backups_dedup_across_days_and_restore_byte_identical() {
         line(&day2),
         line(&day3)
     );
+    // Where the keyed chunker cuts differs from repository to repository, so
+    // the bounds leave room for the worst layouts: the changed bytes plus the
+    // chunks around them until the chunker resynchronises, three maximum-size
+    // (8 MiB) chunks. A chunker that stopped deduplicating would store the
+    // whole image again; the typical figures (printed above) are a few percent.
+    let bound = ONE_PERCENT as u64 + 3 * 8 * MIB as u64;
     let stored2 = num(&day2, "summary.bytes_stored");
-    assert!(pct(stored2) < 5.0, "day 2 added {stored2} bytes to the repository");
+    assert!(stored2 < bound, "day 2 added {stored2} bytes to the repository (bound {bound})");
     let new2 = num(&day2, "summary.bytes_new");
-    assert!(pct(new2) < 8.0, "day 2 found {new2} new bytes");
+    assert!(new2 < bound, "day 2 found {new2} new bytes (bound {bound})");
+    assert!(num(&day2, "summary.chunks_new") < num(&day2, "summary.chunks"), "{day2}");
 
     let snaps = repo.snapshots();
     assert_eq!(snaps.len(), 3);

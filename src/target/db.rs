@@ -8,7 +8,6 @@
 use crate::engine::{DbUrl, Engine, EngineError, Password};
 use crate::source::db::StreamFormat;
 use std::io::{self, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread::JoinHandle;
 

@@ -12,6 +12,7 @@ pub mod garage;
 pub mod loopdev;
 pub mod mariadb;
 pub mod postgres;
+pub mod procs;
 
 #[allow(unused_imports)]
 pub use backend::{Backend, object_id};
