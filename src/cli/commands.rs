@@ -282,7 +282,7 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     if a.dry_run && a.stdout {
         return Err(Failure::usage("--dry-run needs --target DIR (or --to URL)"));
     }
-    let opts = RestoreOptions { include: a.include, dry_run: a.dry_run };
+    let opts = RestoreOptions { include: a.include, dry_run: a.dry_run, stream: a.stream };
     let repo = open_repo(g).await?;
     let snap = repo.find_snapshot(&a.snapshot, a.name.as_deref()).await?;
     let started = std::time::Instant::now();
@@ -293,6 +293,11 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     }
     for w in &summary.warnings {
         eprintln!("drtool: warning: {w}");
+    }
+    if !g.json {
+        for t in summary.trees.iter().filter(|t| t.full_path) {
+            eprintln!("drtool: {} restored as {} (another tree has the same name)", t.root, t.path);
+        }
     }
     // Data may be on stdout: the report goes to stderr unless JSON was asked for a directory restore.
     if g.json && matches!(target, RestoreTarget::Dir(_)) {
@@ -319,6 +324,10 @@ fn print_restore_plan(g: &Global, snap: &Snapshot, summary: &RestoreSummary) -> 
     if g.json {
         print_json(&serde_json::json!({ "snapshot_id": snap.id, "dry_run": true, "summary": summary }))?;
         return Ok(exit::OK);
+    }
+    for t in &summary.trees {
+        let why = if t.full_path { "  (full path: another tree has the same name)" } else { "" };
+        outln!("tree {} -> {}{why}", t.root, t.path);
     }
     for e in &summary.planned {
         let kind = serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();

@@ -250,6 +250,10 @@ pub struct RestoreArgs {
     /// Write a stream snapshot to standard output.
     #[arg(long, conflicts_with = "to")]
     pub stdout: bool,
+    /// Restore only the stream of this name (as `drtool show` lists them); needed by
+    /// --stdout when the snapshot holds several (one per database).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["to", "to_device", "include"])]
+    pub stream: Option<String>,
     /// Restore a database snapshot into a server: mysql://USER@HOST:PORT/[DB], postgres://..., mongodb://...
     /// (a database in the URL restores only that one). Shows the plan and asks first.
     #[arg(long, value_name = "URL", conflicts_with = "target")]

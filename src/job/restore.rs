@@ -4,9 +4,18 @@
 //! (target/sparse.rs), hard links as hard links. `--include` narrows a
 //! restore to some paths (job/include.rs); every include must match
 //! something, checked before anything is written. A dry run only plans.
+//!
+//! Where trees land: under their root's name (`/srv/uploads` as
+//! `DIR/uploads`), unless two trees of different roots share a name; those
+//! land under their full original paths (`DIR/www/a/uploads`), so neither
+//! overwrites the other (see [`tree_places`]). This is decided at restore
+//! time from the manifest, so older snapshots restore the same way.
+//!
+//! `--stdout` writes one stream: a snapshot with several (one per database)
+//! needs `--stream NAME`, never a concatenation of them all.
 
 use super::JobError;
-use super::include::Includes;
+use super::include::{Includes, original_path};
 use crate::pipeline::ChunkId;
 use crate::repo::index::Index;
 use crate::repo::reader::{read_stream, read_tree};
@@ -15,7 +24,9 @@ use crate::repo::tree::{Node, NodeKind, RawPath};
 use crate::repo::{RepoError, Repository, lock};
 use crate::target::create_new_file;
 use crate::target::sparse::SparseWriter;
-use crate::target::tree::{TargetError, apply_metadata, create_node, safe_join};
+use crate::target::tree::{
+    NewFile, TargetError, create_dir, create_hardlink, create_parents, create_symlink, finish_dir, safe_join,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,6 +45,9 @@ pub struct RestoreOptions {
     pub include: Vec<String>,
     /// List what would be restored; write nothing.
     pub dry_run: bool,
+    /// Only the stream of this name (`--stream`); `--stdout` needs it when
+    /// the snapshot holds several streams.
+    pub stream: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -50,6 +64,20 @@ pub struct RestoreSummary {
     /// With `dry_run`: what would be restored, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<PlannedEntry>,
+    /// Where each tree lands under the target (`--target` restores).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trees: Vec<TreePlacement>,
+}
+
+/// Where one tree of the snapshot is restored.
+#[derive(Debug, Serialize)]
+pub struct TreePlacement {
+    /// The path that was backed up.
+    pub root: String,
+    /// Where it lands.
+    pub path: String,
+    /// Under its full original path, because another tree has the same name.
+    pub full_path: bool,
 }
 
 /// One entry a dry run would restore.
@@ -63,7 +91,7 @@ pub struct PlannedEntry {
 /// What to restore of one manifest item.
 enum Plan<'a> {
     Stream { name: &'a str, chunks: &'a [ChunkId], size: u64 },
-    Tree { nodes: Vec<Node>, all: Vec<Node> },
+    Tree { nodes: Vec<Node>, all: Vec<Node>, root: &'a str, place: Vec<u8>, full_path: bool },
 }
 
 pub async fn run(repo: Arc<Repository>, snap: &Snapshot, target: &RestoreTarget) -> Result<RestoreSummary, JobError> {
@@ -92,15 +120,15 @@ async fn restore_locked(
 ) -> Result<RestoreSummary, JobError> {
     let index = Arc::new(repo.load_index().await?);
     let mut summary = RestoreSummary::default();
-    if let RestoreTarget::Stdout = target
-        && snap.manifest.items.iter().any(|i| matches!(i, Item::Tree { .. }))
-    {
+    let to_stdout = matches!(target, RestoreTarget::Stdout);
+    if to_stdout && opts.stream.is_none() && snap.manifest.items.iter().any(|i| matches!(i, Item::Tree { .. })) {
         return Err(JobError::Usage("snapshot holds a file tree; restore it with --target DIR".into()));
     }
-    let plans = plan(repo, &index, snap, &opts.include).await?;
-    if opts.dry_run && matches!(target, RestoreTarget::Stdout) {
+    if opts.dry_run && to_stdout {
         return Err(JobError::Usage("--dry-run needs --target DIR".into()));
     }
+    check_stream_choice(snap, opts.stream.as_deref(), to_stdout)?;
+    let plans = plan(repo, &index, snap, opts).await?;
     let dir = match target {
         RestoreTarget::Dir(dir) => dir,
         RestoreTarget::Stdout => {
@@ -112,6 +140,12 @@ async fn restore_locked(
             return Ok(summary);
         }
     };
+    for p in &plans {
+        if let Plan::Tree { root, place, full_path, .. } = p {
+            let path = safe_join(dir, place)?.display().to_string();
+            summary.trees.push(TreePlacement { root: root.to_string(), path, full_path: *full_path });
+        }
+    }
     if opts.dry_run {
         for p in &plans {
             list_plan(p, dir, &mut summary)?;
@@ -123,38 +157,143 @@ async fn restore_locked(
         match p {
             Plan::Stream { name, chunks, .. } => {
                 let path = safe_join(dir, name.as_bytes())?;
-                summary.bytes += restore_file(repo, &index, chunks, open_new(&path)?, &path).await?;
+                summary.bytes += restore_new_file(repo, &index, chunks, &path).await?;
                 summary.files += 1;
             }
-            Plan::Tree { nodes, all } => restore_tree(repo, &index, nodes, all, dir, &mut summary).await?,
+            Plan::Tree { nodes, all, place, .. } => {
+                if let Some(cut) = place.iter().rposition(|&b| b == b'/')
+                    && !nodes.is_empty()
+                {
+                    create_parents(dir, &place[..cut])?;
+                }
+                restore_tree(repo, &index, nodes, all, dir, &mut summary).await?
+            }
         }
     }
     Ok(summary)
 }
 
-/// Read the trees and pick what `include` selects; fail before anything is
+fn stream_names(snap: &Snapshot) -> Vec<&str> {
+    snap.manifest
+        .items
+        .iter()
+        .filter_map(|i| if let Item::Stream { name, .. } = i { Some(name.as_str()) } else { None })
+        .collect()
+}
+
+/// `--stream NAME` must name a stream of the snapshot; `--stdout` writes
+/// exactly one stream, so with several it must be chosen.
+fn check_stream_choice(snap: &Snapshot, stream: Option<&str>, to_stdout: bool) -> Result<(), JobError> {
+    let names = stream_names(snap);
+    let listed = if names.is_empty() { "none (it holds file trees)".to_string() } else { names.join(", ") };
+    match stream {
+        Some(want) if !names.contains(&want) => {
+            Err(JobError::Usage(format!("snapshot {} has no stream {want:?}; its streams: {listed}", snap.id.short())))
+        }
+        None if to_stdout && names.len() > 1 => Err(JobError::Usage(format!(
+            "snapshot {} holds {} streams ({listed}); --stdout writes one: choose it with --stream NAME \
+             (or restore them all as files with --target DIR)",
+            snap.id.short(),
+            names.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The first component of a relative path.
+fn top(path: &[u8]) -> &[u8] {
+    path.split(|&b| b == b'/').next().unwrap_or_default()
+}
+
+/// `root` as a relative path (`/www/a/uploads` -> `www/a/uploads`), with
+/// `.` and `..` resolved by name; `None` for `/` itself.
+fn full_place(root: &str) -> Option<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in root.as_bytes().split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(&b'/'))
+}
+
+/// Where each tree lands below the target, given `(root, name)` per tree
+/// (`name` is what the tree's node paths start with): `None` keeps the name,
+/// as restores always did; `Some(path)` is the full original path, taken by
+/// every tree whose landing name another tree of a different root also
+/// takes. Repeated until nothing clashes, since a full path's first part
+/// (`www`) may clash with yet another tree's name. Trees of the same root
+/// (given twice) land together: they hold the same files.
+fn tree_places(trees: &[(&str, &[u8])]) -> Result<Vec<Option<Vec<u8>>>, JobError> {
+    let mut full: Vec<Option<Vec<u8>>> = vec![None; trees.len()];
+    loop {
+        let tops: Vec<Vec<u8>> =
+            trees.iter().zip(&full).map(|((_, name), f)| top(f.as_deref().unwrap_or(name)).to_vec()).collect();
+        let mut changed = false;
+        for (i, (root, _)) in trees.iter().enumerate() {
+            if full[i].is_some() || !(0..trees.len()).any(|j| trees[j].0 != *root && tops[j] == tops[i]) {
+                continue;
+            }
+            full[i] = Some(full_place(root).ok_or_else(|| {
+                JobError::Usage(format!(
+                    "the tree of {root} cannot be restored beside another tree named {:?}; restore it with \
+                     --include {root}",
+                    String::from_utf8_lossy(&tops[i])
+                ))
+            })?);
+            changed = true;
+        }
+        if !changed {
+            return Ok(full);
+        }
+    }
+}
+
+/// `path` with its first component replaced by `place`.
+fn relocate(path: &RawPath, place: &[u8]) -> RawPath {
+    let rest = path.0.iter().position(|&b| b == b'/').map_or(&[][..], |i| &path.0[i..]);
+    RawPath([place, rest].concat())
+}
+
+/// Read the trees and pick what `opts` selects; fail before anything is
 /// written when an include matches nothing.
 async fn plan<'a>(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
     snap: &'a Snapshot,
-    include: &[String],
+    opts: &RestoreOptions,
 ) -> Result<Vec<Plan<'a>>, JobError> {
-    let mut includes = Includes::new(include);
+    let mut trees = Vec::new();
+    for item in &snap.manifest.items {
+        if let Item::Tree { root, meta_chunks, .. } = item
+            && opts.stream.is_none()
+        {
+            let all = read_tree(repo, index, meta_chunks).await?;
+            let name = all.first().map(|n| top(&n.path.0).to_vec()).unwrap_or_default();
+            trees.push((root.as_str(), name, all));
+        }
+    }
+    let keys: Vec<(&str, &[u8])> = trees.iter().map(|(r, n, _)| (*r, &n[..])).collect();
+    let mut places = tree_places(&keys)?.into_iter();
+    let mut trees = trees.into_iter();
+    let mut includes = Includes::new(&opts.include);
     let mut plans = Vec::new();
     for item in &snap.manifest.items {
         match item {
             Item::Stream { name, chunks, size, .. } => {
-                if includes.selects_path(name.as_bytes(), name.as_bytes()) {
+                if opts.stream.as_ref().is_none_or(|s| s == name)
+                    && includes.selects_path(name.as_bytes(), name.as_bytes())
+                {
                     plans.push(Plan::Stream { name, chunks, size: *size });
                 }
             }
-            Item::Tree { root, meta_chunks, .. } => {
-                let all = read_tree(repo, index, meta_chunks).await?;
-                let nodes: Vec<Node> = all.iter().filter(|n| includes.selects(root, n)).cloned().collect();
-                // Without includes every node is selected: no need to keep a second copy.
-                let all = if includes.is_empty() { Vec::new() } else { all };
-                plans.push(Plan::Tree { nodes, all });
+            Item::Tree { .. } => {
+                let (Some((root, name, all)), Some(full)) = (trees.next(), places.next()) else { continue };
+                plans.push(tree_plan(&mut includes, root, name, all, full));
             }
         }
     }
@@ -168,6 +307,36 @@ async fn plan<'a>(
         )));
     }
     Ok(plans)
+}
+
+/// One tree's plan: its nodes renamed to where they land (hard link targets
+/// too), and those `includes` select (by original path, or by the path as
+/// restored).
+fn tree_plan<'a>(
+    includes: &mut Includes,
+    root: &'a str,
+    name: Vec<u8>,
+    mut all: Vec<Node>,
+    full: Option<Vec<u8>>,
+) -> Plan<'a> {
+    let full_path = full.is_some();
+    let place = full.unwrap_or(name);
+    let mut nodes = Vec::new();
+    for n in &mut all {
+        let original = original_path(root, &n.path.0);
+        if full_path {
+            n.path = relocate(&n.path, &place);
+            if n.kind == NodeKind::Hardlink {
+                n.target = n.target.as_ref().map(|t| relocate(t, &place));
+            }
+        }
+        if includes.selects_path(&original, &n.path.0) {
+            nodes.push(n.clone());
+        }
+    }
+    // Without includes every node is selected: no need to keep a second copy.
+    let all = if includes.is_empty() { Vec::new() } else { all };
+    Plan::Tree { nodes, all, root, place, full_path }
 }
 
 fn list_plan(p: &Plan<'_>, dir: &Path, summary: &mut RestoreSummary) -> Result<(), JobError> {
@@ -197,27 +366,37 @@ async fn restore_stdout(repo: &Arc<Repository>, index: &Arc<Index>, chunks: &[Ch
     Ok(n)
 }
 
-fn open_new(path: &Path) -> Result<std::fs::File, JobError> {
-    Ok(create_new_file(path).map_err(|source| TargetError::Io { path: path.display().to_string(), source })?)
-}
-
-/// Restore one chunk list into a new file, leaving zero blocks as holes; on
-/// failure the partial file is removed, so a damaged snapshot never leaves a
-/// plausible-looking but wrong file.
-async fn restore_file(
+/// Restore one chunk list into `file` (new and empty), leaving zero blocks
+/// as holes. Every chunk is verified as it is read; the caller removes or
+/// keeps the file depending on the result.
+async fn write_content(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
     chunks: &[ChunkId],
-    file: std::fs::File,
+    file: &std::fs::File,
     path: &Path,
 ) -> Result<u64, JobError> {
-    let mut out = SparseWriter::new(file);
-    let r = read_stream(repo, index, chunks, |d| out.write(d)).await;
-    let r = r.and_then(|_| out.finish().map_err(|e| RepoError::io(path.display().to_string(), e)));
+    let io = |e| RepoError::io(path.display().to_string(), e);
+    let mut out = SparseWriter::new(file.try_clone().map_err(io)?);
+    read_stream(repo, index, chunks, |d| out.write(d)).await?;
+    Ok(out.finish().map_err(io)?)
+}
+
+/// A stream restored as a new file (never over an existing one); on failure
+/// the partial file is removed, so a damaged snapshot never leaves a
+/// plausible-looking but wrong file.
+async fn restore_new_file(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    chunks: &[ChunkId],
+    path: &Path,
+) -> Result<u64, JobError> {
+    let file = create_new_file(path).map_err(|source| TargetError::Io { path: path.display().to_string(), source })?;
+    let r = write_content(repo, index, chunks, &file, path).await;
     if r.is_err() {
         let _ = std::fs::remove_file(path);
     }
-    Ok(r?)
+    r
 }
 
 /// Restore the selected `nodes` of a tree (parents come before children).
@@ -236,51 +415,55 @@ async fn restore_tree(
     let mut placed: HashMap<&RawPath, RawPath> = HashMap::new();
     let mut files_by_path: Option<HashMap<&RawPath, &Node>> = None;
     for node in nodes {
-        if node.kind == NodeKind::Hardlink {
-            let first =
-                node.target.as_ref().ok_or_else(|| RepoError::corrupt("tree metadata", "hard link without target"))?;
-            if let Some(at) = placed.get(first) {
-                let link = Node { target: Some(at.clone()), ..node.clone() };
-                create_node(dir, &link)?;
-                summary.hardlinks += 1;
-                continue;
-            }
-            let by_path = files_by_path
-                .get_or_insert_with(|| all.iter().filter(|n| n.kind == NodeKind::File).map(|n| (&n.path, n)).collect());
-            let orig = by_path.get(first).ok_or_else(|| {
-                RepoError::corrupt("tree metadata", format!("hard link to {}, which the tree lacks", first.display()))
-            })?;
-            // The first name is not restored: this one takes the content.
-            let substitute = Node { path: node.path.clone(), ..(*orig).clone() };
-            restore_tree_file(repo, index, dir, &substitute, summary).await?;
-            placed.insert(first, node.path.clone());
-            continue;
-        }
         match node.kind {
+            NodeKind::Hardlink => {
+                let first = node
+                    .target
+                    .as_ref()
+                    .ok_or_else(|| RepoError::corrupt("tree metadata", "hard link without target"))?;
+                if let Some(at) = placed.get(first) {
+                    create_hardlink(dir, &Node { target: Some(at.clone()), ..node.clone() })?;
+                    summary.hardlinks += 1;
+                    continue;
+                }
+                let by_path = files_by_path.get_or_insert_with(|| {
+                    all.iter().filter(|n| n.kind == NodeKind::File).map(|n| (&n.path, n)).collect()
+                });
+                let orig = by_path.get(first).ok_or_else(|| {
+                    RepoError::corrupt(
+                        "tree metadata",
+                        format!("hard link to {}, which the tree lacks", first.display()),
+                    )
+                })?;
+                // The first name is not restored: this one takes the content.
+                let substitute = Node { path: node.path.clone(), ..(*orig).clone() };
+                restore_tree_file(repo, index, dir, &substitute, summary).await?;
+                placed.insert(first, node.path.clone());
+            }
             NodeKind::File => {
                 restore_tree_file(repo, index, dir, node, summary).await?;
                 placed.insert(&node.path, node.path.clone());
             }
             NodeKind::Dir => {
-                let (path, _) = create_node(dir, node)?;
+                create_dir(dir, node)?;
                 summary.dirs += 1;
-                dirs.push((path, node));
+                dirs.push(node);
             }
             NodeKind::Symlink => {
-                let (path, _) = create_node(dir, node)?;
+                create_symlink(dir, node, &mut summary.warnings)?;
                 summary.symlinks += 1;
-                apply_metadata(&path, node, &mut summary.warnings)?;
             }
-            NodeKind::Hardlink => {}
         }
     }
     // Children first: writing into a directory changes its mtime.
-    for (path, node) in dirs.iter().rev() {
-        apply_metadata(path, node, &mut summary.warnings)?;
+    for node in dirs.iter().rev() {
+        finish_dir(dir, node, &mut summary.warnings)?;
     }
     Ok(())
 }
 
+/// A file is written and verified under a temporary name, and only then
+/// replaces what is at its path: a damaged chunk leaves the old file as it was.
 async fn restore_tree_file(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
@@ -288,10 +471,45 @@ async fn restore_tree_file(
     node: &Node,
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
-    let (path, file) = create_node(dir, node)?;
-    let file = file.ok_or_else(|| RepoError::Pipeline("no file to restore into".into()))?;
-    summary.bytes += restore_file(repo, index, &node.chunks, file, &path).await?;
+    let new = NewFile::create(dir, node)?;
+    summary.bytes += write_content(repo, index, &node.chunks, new.file(), new.path()).await?;
+    new.commit(node, &mut summary.warnings)?;
     summary.files += 1;
-    apply_metadata(&path, node, &mut summary.warnings)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn places(trees: &[(&str, &str)]) -> Vec<Option<String>> {
+        let t: Vec<(&str, &[u8])> = trees.iter().map(|(r, n)| (*r, n.as_bytes())).collect();
+        tree_places(&t).unwrap().into_iter().map(|p| p.map(|p| String::from_utf8(p).unwrap())).collect()
+    }
+
+    #[test]
+    fn unique_names_keep_their_place_and_shared_ones_take_full_paths() {
+        assert_eq!(places(&[("/srv/uploads", "uploads"), ("/etc/app", "app")]), [None, None]);
+        assert_eq!(
+            places(&[("/www/a/uploads", "uploads"), ("/www/b/./uploads/", "uploads"), ("/etc/app", "app")]),
+            [Some("www/a/uploads".into()), Some("www/b/uploads".into()), None]
+        );
+        // `www` is a full path's first part now: the tree named www moves too.
+        assert_eq!(
+            places(&[("/www/a/uploads", "uploads"), ("/data/www", "www"), ("/www/b/uploads", "uploads")]),
+            [Some("www/a/uploads".into()), Some("data/www".into()), Some("www/b/uploads".into())]
+        );
+        // The same root twice holds the same files: it stays.
+        assert_eq!(places(&[("/srv/x", "x"), ("/srv/x", "x")]), [None, None]);
+        let t: Vec<(&str, &[u8])> = vec![("/", b"root"), ("/root", b"root")];
+        assert!(matches!(tree_places(&t), Err(JobError::Usage(_))));
+    }
+
+    #[test]
+    fn relocation_replaces_the_first_component() {
+        assert_eq!(relocate(&RawPath(b"uploads".to_vec()), b"www/a/uploads").0, b"www/a/uploads");
+        assert_eq!(relocate(&RawPath(b"uploads/x/y".to_vec()), b"www/a/uploads").0, b"www/a/uploads/x/y");
+        assert_eq!(full_place("/a/../b/./c//"), Some(b"b/c".to_vec()));
+        assert_eq!(full_place("/"), None);
+    }
 }

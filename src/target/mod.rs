@@ -8,6 +8,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod sparse;
 pub mod tree;
+pub mod treemeta;
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -5,19 +5,32 @@
 //! symlink, so a snapshot can never make restore write outside the target.
 //! A hard link may only name a regular file inside the target, reached the
 //! same way.
+//!
+//! Nothing is destroyed before its replacement is known good: files,
+//! symlinks and hard links are made under a temporary name in the same
+//! directory (`.drtool-restore-*`), complete with their metadata, and then
+//! renamed over what is there; directories are merged into. Metadata is
+//! applied without following symlinks (target/treemeta.rs).
 
-use crate::repo::tree::{Node, NodeKind};
+use super::treemeta::{self, open_dir_below};
+use crate::repo::tree::Node;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+
+/// Names of the temporary entries a restore creates next to the ones it
+/// replaces; one left behind (only by a crash) can be deleted.
+pub const TEMP_PREFIX: &str = ".drtool-restore-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("refusing unsafe path {0:?} from the snapshot")]
     UnsafePath(String),
+    #[error("{0} is no longer a directory (replaced during the restore?): its metadata was not applied")]
+    Replaced(String),
     #[error("{path}")]
     Io {
         path: String,
@@ -62,103 +75,153 @@ fn check_parents(target: &Path, path: &Path) -> Result<(), TargetError> {
     Ok(())
 }
 
-/// Remove whatever is at `path` (not following symlinks) so a restored node
-/// can take its place; directories are kept and merged into.
-fn clear(path: &Path) -> Result<(), TargetError> {
+/// Remove whatever is at `path` (not following symlinks) so a directory can
+/// take its place; directories are kept and merged into. Only directories
+/// are placed this way: files, symlinks and hard links replace what is there
+/// by a rename once they are complete (see [`NewFile`]).
+fn clear_for_dir(path: &Path) -> Result<bool, TargetError> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => fs::remove_file(path).map_err(io_err(path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => fs::remove_file(path).map(|_| false).map_err(io_err(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err(path)(e)),
     }
 }
 
-/// Prepare the place of one node. Files are returned open for the caller to fill.
-pub fn create_node(target: &Path, node: &Node) -> Result<(PathBuf, Option<File>), TargetError> {
-    let path = safe_join(target, &node.path.0)?;
+/// The checked path of `node` below `target` and its parent directory.
+fn place(target: &Path, node_path: &[u8]) -> Result<(PathBuf, PathBuf), TargetError> {
+    let path = safe_join(target, node_path)?;
     check_parents(target, &path)?;
-    clear(&path)?;
-    match node.kind {
-        NodeKind::Dir => {
-            match fs::create_dir(&path) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&path)(e)),
-                _ => {}
-            }
-            // Owner-writable until finish_metadata sets the recorded mode.
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).map_err(io_err(&path))?;
-            Ok((path, None))
-        }
-        NodeKind::Symlink => {
-            let t = node.target.as_ref().map(|t| t.as_os_str()).unwrap_or_default();
-            symlink(t, &path).map_err(io_err(&path))?;
-            Ok((path, None))
-        }
-        NodeKind::File => {
-            let f = super::create_new_file(&path).map_err(io_err(&path))?;
-            Ok((path, Some(f)))
-        }
-        NodeKind::Hardlink => {
-            let first = node.target.as_ref().map(|t| &t.0[..]).unwrap_or_default();
-            let first = safe_join(target, first)?;
-            check_parents(target, &first)?;
-            let m = fs::symlink_metadata(&first).map_err(io_err(&first))?;
-            if !m.is_file() {
-                return Err(TargetError::UnsafePath(first.display().to_string()));
-            }
-            fs::hard_link(&first, &path).map_err(io_err(&path))?;
-            Ok((path, None))
-        }
+    let parent = path.parent().map(Path::to_path_buf).unwrap_or_else(|| target.to_path_buf());
+    Ok((path, parent))
+}
+
+fn temp_builder() -> tempfile::Builder<'static, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(TEMP_PREFIX).rand_bytes(10);
+    b
+}
+
+/// Rename a finished temporary entry over `path`. Renaming one hard link of
+/// an inode over another of the same inode succeeds without doing anything,
+/// so the temporary name is removed afterwards if it is still there.
+fn commit(tmp: tempfile::TempPath, path: &Path) -> Result<(), TargetError> {
+    let kept = tmp.to_path_buf();
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    match fs::remove_file(&kept) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&kept)(e)),
+        _ => Ok(()),
     }
 }
 
-/// Owner and group, when the snapshot has them and we run as root (only root
-/// may give files away); a failure is a warning, not the end of the restore.
-fn restore_owner(path: &Path, node: &Node, warnings: &mut Vec<String>) {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if (node.uid.is_none() && node.gid.is_none()) || unsafe { libc::geteuid() } != 0 {
-        return;
+/// Create (or merge into) the directory of `node`, owner-writable until
+/// [`finish_dir`] sets the recorded metadata; returns its path.
+pub fn create_dir(target: &Path, node: &Node) -> Result<PathBuf, TargetError> {
+    let (path, _) = place(target, &node.path.0)?;
+    if !clear_for_dir(&path)? {
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&path)(e)),
+            _ => {}
+        }
     }
-    if let Err(e) = std::os::unix::fs::lchown(path, node.uid, node.gid) {
-        warnings.push(format!("{}: owner {:?}:{:?}: {e}", path.display(), node.uid, node.gid));
+    let dir = open_dir_below(target, &node.path.0)?;
+    dir.set_permissions(fs::Permissions::from_mode(0o700)).map_err(io_err(&path))?;
+    Ok(path)
+}
+
+/// Set a directory's recorded metadata. Called deepest first at the end:
+/// writing children changes a directory's mtime.
+pub fn finish_dir(target: &Path, node: &Node, warnings: &mut Vec<String>) -> Result<(), TargetError> {
+    treemeta::apply_to_dir(target, node, warnings)
+}
+
+/// Create the directories of `rel` (a checked relative path) that do not
+/// exist, mode 0700, refusing anything on the way that is not a directory.
+/// For the parents of a tree restored under its full original path: they
+/// are not in the snapshot, so nothing more is known about them.
+pub fn create_parents(target: &Path, rel: &[u8]) -> Result<(), TargetError> {
+    let mut cur = target.to_path_buf();
+    for part in rel.split(|&b| b == b'/') {
+        if part.is_empty() || part == b"." || part == b".." {
+            return Err(TargetError::UnsafePath(String::from_utf8_lossy(rel).into_owned()));
+        }
+        cur.push(OsStr::from_bytes(part));
+        match fs::DirBuilder::new().mode(0o700).create(&cur) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&cur)(e)),
+            _ => {}
+        }
+        if !fs::symlink_metadata(&cur).map_err(io_err(&cur))?.is_dir() {
+            return Err(TargetError::UnsafePath(cur.display().to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// A regular file being restored: its content goes to a temporary file in
+/// the same directory, which replaces `path` only in [`NewFile::commit`],
+/// once every byte was read back and verified. Dropped uncommitted (a
+/// damaged chunk, any error), the temporary file is removed and whatever was
+/// at `path` before is left as it was.
+pub struct NewFile {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl NewFile {
+    pub fn create(target: &Path, node: &Node) -> Result<Self, TargetError> {
+        let (path, parent) = place(target, &node.path.0)?;
+        let tmp = temp_builder().tempfile_in(&parent).map_err(io_err(&parent))?;
+        Ok(Self { tmp, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file to write the content through.
+    pub fn file(&self) -> &File {
+        self.tmp.as_file()
+    }
+
+    /// Apply the node's metadata through the open file, then put it in place.
+    pub fn commit(self, node: &Node, warnings: &mut Vec<String>) -> Result<(), TargetError> {
+        treemeta::apply_to_fd(self.tmp.as_file(), &self.path, node, warnings)?;
+        commit(self.tmp.into_temp_path(), &self.path)
     }
 }
 
-/// Apply owner, extended attributes, mode and mtime. Called for files as they
-/// finish and for directories deepest-first at the end (writing children
-/// changes a dir's mtime). Owner and xattrs that cannot be set are pushed to
-/// `warnings`; mode and mtime failures are errors.
-///
-/// Order matters: chown clears setuid/setgid bits and `security.capability`,
-/// so it comes first; xattrs come before the mode, which may take away the
-/// write permission `user.*` attributes need; the mtime comes last.
-pub fn apply_metadata(path: &Path, node: &Node, warnings: &mut Vec<String>) -> Result<(), TargetError> {
-    if node.kind == NodeKind::Hardlink {
-        // Same inode as the file it links to, which has its metadata already.
-        return Ok(());
+/// Create the symlink of `node` (its metadata applied to the link itself)
+/// under a temporary name, then rename it over whatever is at its path.
+pub fn create_symlink(target: &Path, node: &Node, warnings: &mut Vec<String>) -> Result<PathBuf, TargetError> {
+    let (path, parent) = place(target, &node.path.0)?;
+    let to = node.target.as_ref().map(|t| t.as_os_str()).unwrap_or_default();
+    let tmp = temp_builder().make_in(&parent, |p| symlink(to, p)).map_err(io_err(&path))?.into_temp_path();
+    treemeta::apply_to_symlink(&tmp, &path, node, warnings)?;
+    commit(tmp, &path)?;
+    Ok(path)
+}
+
+/// Link `node`'s path to the regular file restored at its `target` name
+/// (inside `target`, reached without symlinks), replacing what is there.
+pub fn create_hardlink(target: &Path, node: &Node) -> Result<PathBuf, TargetError> {
+    let (path, parent) = place(target, &node.path.0)?;
+    let first = node.target.as_ref().map(|t| &t.0[..]).unwrap_or_default();
+    let first = safe_join(target, first)?;
+    check_parents(target, &first)?;
+    let m = fs::symlink_metadata(&first).map_err(io_err(&first))?;
+    if !m.is_file() {
+        return Err(TargetError::UnsafePath(first.display().to_string()));
     }
-    restore_owner(path, node, warnings);
-    for x in &node.xattrs {
-        if let Err(e) = xattr::set(path, x.name.as_os_str(), &x.value.0) {
-            warnings.push(format!("{}: extended attribute {}: {e}", path.display(), x.name.display()));
-        }
-    }
-    let secs = node.mtime_ns.div_euclid(1_000_000_000);
-    let nanos = node.mtime_ns.rem_euclid(1_000_000_000) as u32;
-    let t = filetime::FileTime::from_unix_time(secs, nanos);
-    match node.kind {
-        NodeKind::Symlink => filetime::set_symlink_file_times(path, t, t).map_err(io_err(path)),
-        NodeKind::Hardlink => Ok(()),
-        _ => {
-            fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(io_err(path))?;
-            filetime::set_file_mtime(path, t).map_err(io_err(path))
-        }
-    }
+    let tmp = temp_builder().make_in(&parent, |p| fs::hard_link(&first, p)).map_err(io_err(&path))?.into_temp_path();
+    commit(tmp, &path)?;
+    Ok(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::tree::RawPath;
+    use crate::repo::tree::{NodeKind, RawPath};
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn unsafe_paths_are_refused() {
@@ -167,21 +230,6 @@ mod tests {
             assert!(safe_join(t, bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         assert_eq!(safe_join(t, b"a/b c").unwrap(), Path::new("/tmp/target/a/b c"));
-    }
-
-    #[test]
-    fn symlinked_parent_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-        let n = Node {
-            path: crate::repo::tree::RawPath(b"link/evil".to_vec()),
-            kind: NodeKind::File,
-            mode: 0o644,
-            ..Default::default()
-        };
-        assert!(matches!(create_node(dir.path(), &n), Err(TargetError::UnsafePath(_))));
-        assert!(!outside.path().join("evil").exists());
     }
 
     fn n(path: &[u8], kind: NodeKind, target: Option<&[u8]>) -> Node {
@@ -194,6 +242,31 @@ mod tests {
         }
     }
 
+    /// Create `node` the way a restore does; files are committed empty.
+    fn create(dir: &Path, node: &Node) -> Result<PathBuf, TargetError> {
+        match node.kind {
+            NodeKind::Dir => create_dir(dir, node),
+            NodeKind::Symlink => create_symlink(dir, node, &mut Vec::new()),
+            NodeKind::Hardlink => create_hardlink(dir, node),
+            NodeKind::File => {
+                let f = NewFile::create(dir, node)?;
+                let p = f.path().to_path_buf();
+                f.commit(node, &mut Vec::new())?;
+                Ok(p)
+            }
+        }
+    }
+
+    #[test]
+    fn symlinked_parent_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let r = create(dir.path(), &n(b"link/evil", NodeKind::File, None));
+        assert!(matches!(r, Err(TargetError::UnsafePath(_))), "{r:?}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
     /// A crafted snapshot: `a -> <outside>` then `a/passwd`. The symlink is
     /// restored as a symlink; the file through it is refused.
     #[test]
@@ -201,9 +274,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         let out = outside.path().as_os_str().as_bytes();
-        create_node(dir.path(), &n(b"a", NodeKind::Symlink, Some(out))).unwrap();
+        create(dir.path(), &n(b"a", NodeKind::Symlink, Some(out))).unwrap();
         for kind in [NodeKind::File, NodeKind::Dir, NodeKind::Symlink] {
-            let r = create_node(dir.path(), &n(b"a/passwd", kind, Some(b"x")));
+            let r = create(dir.path(), &n(b"a/passwd", kind, Some(b"x")));
             assert!(matches!(r, Err(TargetError::UnsafePath(_))), "{kind:?}: {r:?}");
         }
         assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing may be written outside");
@@ -215,16 +288,32 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         fs::write(outside.path().join("secret"), b"s").unwrap();
         let out = outside.path().join("secret");
-        create_node(dir.path(), &n(b"link", NodeKind::Symlink, Some(out.as_os_str().as_bytes()))).unwrap();
-        create_node(dir.path(), &n(b"ln", NodeKind::Symlink, Some(outside.path().as_os_str().as_bytes()))).unwrap();
+        create(dir.path(), &n(b"link", NodeKind::Symlink, Some(out.as_os_str().as_bytes()))).unwrap();
+        create(dir.path(), &n(b"ln", NodeKind::Symlink, Some(outside.path().as_os_str().as_bytes()))).unwrap();
         for bad in [&b"link"[..], b"ln/secret", b"../x", b"missing"] {
-            assert!(create_node(dir.path(), &n(b"h", NodeKind::Hardlink, Some(bad))).is_err(), "{bad:?}");
+            assert!(create(dir.path(), &n(b"h", NodeKind::Hardlink, Some(bad))).is_err(), "{bad:?}");
         }
-        let (p, f) = create_node(dir.path(), &n(b"f", NodeKind::File, None)).unwrap();
-        drop(f);
-        let (h, _) = create_node(dir.path(), &n(b"h", NodeKind::Hardlink, Some(b"f"))).unwrap();
-        use std::os::unix::fs::MetadataExt;
+        let p = create(dir.path(), &n(b"f", NodeKind::File, None)).unwrap();
+        let h = create(dir.path(), &n(b"h", NodeKind::Hardlink, Some(b"f"))).unwrap();
         assert_eq!(fs::metadata(&p).unwrap().ino(), fs::metadata(&h).unwrap().ino());
         assert_eq!(fs::metadata(&out).unwrap().nlink(), 1);
+        // Linking again over the same inode leaves no temporary name behind.
+        create(dir.path(), &n(b"h", NodeKind::Hardlink, Some(b"f"))).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().nlink(), 2);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(names.iter().all(|n| !n.to_string_lossy().starts_with(TEMP_PREFIX)), "{names:?}");
+    }
+
+    #[test]
+    fn an_uncommitted_file_leaves_the_old_one_and_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), b"old").unwrap();
+        let f = NewFile::create(dir.path(), &n(b"f", NodeKind::File, None)).unwrap();
+        use std::io::Write;
+        let mut w = f.file();
+        w.write_all(b"new, never verified").unwrap();
+        drop(f);
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
