@@ -47,6 +47,14 @@ async fn conformance(s: &dyn Store) {
     assert_eq!(s.list("index/").await.unwrap().len(), 1);
     assert!(s.list("snapshots/").await.unwrap().is_empty());
 
+    // Capped reads refuse an object over the limit, found before or while
+    // reading the body; listings say when an object was last written.
+    assert_eq!(s.get_limited("data/ab/abcdef", pack.len() as u64).await.unwrap(), pack);
+    let capped = s.get_limited("data/ab/abcdef", 1000).await;
+    assert!(matches!(capped, Err(StoreError::TooLarge { limit: 1000, .. })), "{capped:?}");
+    assert!(matches!(s.get_limited("snapshots/none", 10).await, Err(StoreError::NotFound { .. })));
+    assert!(s.list("index/").await.unwrap().iter().all(|o| o.modified.is_some()));
+
     // Missing objects are NotFound; delete is idempotent.
     assert!(matches!(s.get("snapshots/none").await, Err(StoreError::NotFound { .. })));
     assert!(matches!(s.size("snapshots/none").await, Err(StoreError::NotFound { .. })));

@@ -463,7 +463,10 @@ fn symlink_escape_in_a_crafted_snapshot_is_refused() {
             meta_size: meta.size,
             meta_chunks: meta.chunks,
         }];
-        r.save_snapshot(&m).await.unwrap()
+        let held = drtool::repo::lock::acquire(&r, false, "crafted backup").await.unwrap();
+        let id = r.save_snapshot(&m, &held).await.unwrap();
+        held.release().await.unwrap();
+        id
     });
     let target = repo.scratch("restore");
     let out = repo.restore_target(&id.to_string(), &target, &[]);

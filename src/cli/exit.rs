@@ -60,7 +60,7 @@ impl Failure {
 pub fn repo_code(e: &RepoError) -> u8 {
     match e {
         RepoError::NoRepository { .. } => NO_REPOSITORY,
-        RepoError::Locked { .. } => LOCKED,
+        RepoError::Locked { .. } | RepoError::LockLost { .. } => LOCKED,
         RepoError::WrongPassword { .. } => WRONG_PASSWORD,
         RepoError::SnapshotNotFound(_) | RepoError::AmbiguousSnapshot(_) | RepoError::KeyNotFound(_) => NOT_FOUND,
         RepoError::Corrupt { .. } | RepoError::MissingChunk { .. } => DAMAGED,

@@ -73,7 +73,7 @@ pub async fn run(
     let started = Instant::now();
     let time = req.time.unwrap_or_else(Utc::now);
     let guard = lock::acquire(&repo, false, &format!("backup {}", req.name)).await?;
-    let result = backup_locked(&repo, &req, time, started, observe).await;
+    let result = backup_locked(&repo, &guard, &req, time, started, observe).await;
     let released = guard.release().await;
     let outcome = result?;
     released?;
@@ -82,6 +82,7 @@ pub async fn run(
 
 async fn backup_locked(
     repo: &Arc<Repository>,
+    guard: &lock::LockGuard,
     req: &BackupRequest,
     time: DateTime<Utc>,
     started: Instant,
@@ -122,6 +123,12 @@ async fn backup_locked(
             return Err(e);
         }
     };
+    // A run whose lock was taken for stale must not index packs a prune may
+    // have deleted meanwhile; `save_snapshot` checks again before the manifest.
+    if let Err(e) = guard.ensure_held().await {
+        writer.abort(Some(feeder)).await;
+        return Err(e.into());
+    }
     let (_, stats) = writer.commit(feeder).await?;
     let g = |c: &std::sync::atomic::AtomicU64| WriteStats::get(c);
     let manifest = SnapshotManifest {
@@ -148,7 +155,7 @@ async fn backup_locked(
         parent,
     };
     // Written last: only now does the backup exist.
-    let id = repo.save_snapshot(&manifest).await?;
+    let id = repo.save_snapshot(&manifest, guard).await?;
     if let Some(source) = snapshot_left {
         return Err(JobError::SnapshotLeft { saved: id.short(), source });
     }

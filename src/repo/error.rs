@@ -13,6 +13,12 @@ pub enum RepoError {
     WrongPassword { location: String },
     #[error("repository is locked by {holder} (lock {lock}); if that run crashed, the lock expires when stale")]
     Locked { holder: String, lock: String },
+    /// Our own lock was removed or replaced: a prune may have taken it for
+    /// stale and deleted what this run wrote, so it must not commit.
+    #[error(
+        "lost lock {lock}: {reason}; stopping without writing a snapshot, since a prune may have deleted data this run relies on"
+    )]
+    LockLost { lock: String, reason: String },
     #[error("repository format version {found} is not supported by this drtool (supports {supported})")]
     UnsupportedVersion { found: u32, supported: u32 },
     #[error("snapshot {0} not found")]

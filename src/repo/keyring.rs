@@ -2,8 +2,8 @@
 
 use super::error::{RepoError, Result};
 use super::keys::{DEFAULT_KDF, KeySlot, MasterKey};
-use super::{Repository, json_bytes, random_hex};
-use crate::store::DynStore;
+use super::{Repository, SMALL_OBJECT_LIMIT, json_bytes, random_hex};
+use crate::store::{DynStore, StoreError};
 use serde::Serialize;
 
 /// A key slot as listed to the user.
@@ -14,43 +14,70 @@ pub struct SlotInfo {
     pub current: bool,
 }
 
-async fn load_slots(store: &DynStore) -> Result<Vec<(String, KeySlot)>> {
+/// Every slot under `keys/`, each with the reason it must not be tried, if
+/// any. Slots are plaintext that anyone with write access to the store can
+/// plant, so one bad slot is skipped (with a warning where it matters), never
+/// a reason to refuse the good ones.
+async fn load_slots(store: &DynStore) -> Result<Vec<(String, Result<KeySlot, String>)>> {
     let mut out = Vec::new();
     for obj in store.list("keys/").await? {
         let id = obj.name.trim_start_matches("keys/").to_string();
-        let raw = store.get(&obj.name).await?;
-        let slot: KeySlot = serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(obj.name.clone(), e))?;
+        let slot = match store.get_limited(&obj.name, SMALL_OBJECT_LIMIT).await {
+            Ok(raw) => serde_json::from_slice::<KeySlot>(&raw)
+                .map_err(|e| format!("not a key slot: {e}"))
+                .and_then(|s| s.check().map(|()| s)),
+            // Removed by `key remove` or `key passwd` since the listing.
+            Err(e) if e.is_not_found() => continue,
+            Err(e @ StoreError::TooLarge { .. }) => Err(e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
         out.push((id, slot));
     }
     Ok(out)
 }
 
-/// Try every slot; Argon2 runs once per slot, so keep the slot count small.
+/// The usable slots; a warning names each one skipped.
+fn usable(slots: Vec<(String, Result<KeySlot, String>)>) -> Vec<(String, KeySlot)> {
+    let mut ok = Vec::new();
+    for (id, slot) in slots {
+        match slot {
+            Ok(s) => ok.push((id, s)),
+            Err(why) => tracing::warn!("ignoring key slot keys/{id}: {why}"),
+        }
+    }
+    ok
+}
+
+/// Try every usable slot; Argon2 runs once per slot, so keep the slot count small.
 pub(super) async fn unlock(store: &DynStore, repo_id: &str, password: &[u8]) -> Result<(MasterKey, String)> {
-    let slots = load_slots(store).await?;
+    let all = load_slots(store).await?;
+    let listed = all.len();
+    let slots = usable(all);
     if slots.is_empty() {
-        return Err(RepoError::corrupt("keys/", "the repository has no key slots"));
+        let why = if listed == 0 { "the repository has no key slots" } else { "no key slot is usable" };
+        return Err(RepoError::corrupt("keys/", why));
     }
     let repo_id = repo_id.to_string();
     let password = zeroize::Zeroizing::new(password.to_vec());
     // Argon2 is deliberately slow: keep it off the async worker threads.
     let found = tokio::task::spawn_blocking(move || {
         for (id, slot) in slots {
-            if let Some(m) = slot.open(&password, &repo_id)? {
-                return Ok(Some((m, id)));
+            match slot.open(&password, &repo_id) {
+                Ok(Some(m)) => return Some((m, id)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("ignoring key slot keys/{id}: {}", super::error::chain(&e)),
             }
         }
-        Ok::<_, RepoError>(None)
+        None
     })
     .await
-    .map_err(|e| RepoError::Pipeline(e.to_string()))??;
+    .map_err(|e| RepoError::Pipeline(e.to_string()))?;
     found.ok_or_else(|| RepoError::WrongPassword { location: store.location() })
 }
 
 impl Repository {
     pub async fn list_keys(&self) -> Result<Vec<SlotInfo>> {
-        let mut v: Vec<SlotInfo> = load_slots(&self.store)
-            .await?
+        let mut v: Vec<SlotInfo> = usable(load_slots(&self.store).await?)
             .into_iter()
             .map(|(id, s)| SlotInfo { current: id == self.slot, id, created: s.created })
             .collect();
@@ -73,6 +100,7 @@ impl Repository {
 
     /// Remove a slot by id (or unique prefix). The slot in use cannot be removed.
     pub async fn remove_key(&self, id_prefix: &str) -> Result<String> {
+        // Unusable slots can be removed too: that is how a planted one goes.
         let slots = load_slots(&self.store).await?;
         let found: Vec<&String> = slots.iter().map(|(id, _)| id).filter(|id| id.starts_with(id_prefix)).collect();
         let id = match found.as_slice() {
@@ -82,7 +110,8 @@ impl Repository {
                 return Err(RepoError::Invalid { what: "key id".into(), reason: format!("{id_prefix} is ambiguous") });
             }
         };
-        if slots.len() == 1 {
+        let usable_others = slots.iter().filter(|(other, s)| *other != id && s.is_ok()).count();
+        if usable_others == 0 {
             return Err(RepoError::LastKey);
         }
         if id == self.slot {

@@ -20,6 +20,35 @@ pub struct KdfParams {
     pub p_cost: u32,
 }
 
+/// Bounds on the Argon2 cost a stored slot may ask for. Slots are plaintext
+/// and anyone who can write to the store can plant one; without bounds a slot
+/// asking for terabytes or billions of passes would hang or kill every open.
+/// The bounds admit everything drtool writes (`DEFAULT_KDF`, and the 64 KiB /
+/// 1 pass slots tests create) with a wide margin (docs/FORMAT.md section 4).
+pub const MAX_M_COST_KIB: u32 = 1 << 20;
+pub const MAX_T_COST: u32 = 16;
+pub const MAX_P_COST: u32 = 16;
+/// Memory times passes, in KiB: 4 GiB-passes, about 20 times `DEFAULT_KDF`.
+pub const MAX_KDF_WORK_KIB: u64 = 4 << 20;
+
+impl KdfParams {
+    /// Whether a reader should run Argon2 with these parameters at all.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let KdfParams { m_cost_kib: m, t_cost: t, p_cost: p } = *self;
+        if !(1..=MAX_P_COST).contains(&p) || !(1..=MAX_T_COST).contains(&t) {
+            return Err(format!("argon2 t_cost {t} / p_cost {p} outside 1..={MAX_T_COST} / 1..={MAX_P_COST}"));
+        }
+        // Argon2 itself needs 8 KiB per lane.
+        if m < 8 * p || m > MAX_M_COST_KIB {
+            return Err(format!("argon2 m_cost_kib {m} outside {}..={MAX_M_COST_KIB}", 8 * p));
+        }
+        if u64::from(m) * u64::from(t) > MAX_KDF_WORK_KIB {
+            return Err(format!("argon2 cost {m} KiB x {t} passes exceeds {MAX_KDF_WORK_KIB} KiB-passes"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct MasterKey([u8; 32]);
 
@@ -110,12 +139,28 @@ impl KeySlot {
         })
     }
 
+    /// Why this slot must not be tried, if it must not: an unknown version or
+    /// kdf, costs outside the bounds, or fields that are not what drtool writes.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.version != 1 || self.kdf != "argon2id" {
+            return Err(format!("unknown key slot version {} or kdf {:?}", self.version, self.kdf));
+        }
+        self.params.check()?;
+        match hex::decode(&self.salt) {
+            Ok(salt) if (8..=64).contains(&salt.len()) => {}
+            _ => return Err("salt is not 8 to 64 bytes of hex".into()),
+        }
+        // The sealed 32-byte master key: nonce, key, tag.
+        match hex::decode(&self.wrapped) {
+            Ok(w) if w.len() == 12 + 32 + 16 => Ok(()),
+            _ => Err("wrapped key is not 60 bytes of hex".into()),
+        }
+    }
+
     /// `Ok(None)` when the password does not open this slot.
     pub fn open(&self, password: &[u8], repo_id: &str) -> Result<Option<MasterKey>> {
         let bad = |what: &str| RepoError::corrupt("key slot", what);
-        if self.version != 1 || self.kdf != "argon2id" {
-            return Err(bad("unknown key slot version or kdf"));
-        }
+        self.check().map_err(|why| bad(&why))?;
         let salt = hex::decode(&self.salt).map_err(|_| bad("salt is not hex"))?;
         let wrapped = hex::decode(&self.wrapped).map_err(|_| bad("wrapped key is not hex"))?;
         let key = kek(password, &salt, self.params)?;
@@ -146,6 +191,25 @@ mod tests {
         assert!(slot.open(b"pw", "repo2").unwrap().is_none());
         let json = serde_json::to_string(&slot).unwrap();
         assert!(!json.contains(&hex::encode(master.0)));
+    }
+
+    #[test]
+    fn kdf_bounds_admit_what_drtool_writes_and_nothing_absurd() {
+        for ok in [DEFAULT_KDF, FAST, KdfParams { m_cost_kib: 1024, t_cost: 1, p_cost: 1 }] {
+            assert_eq!(ok.check(), Ok(()), "{ok:?}");
+        }
+        let master = MasterKey::generate().unwrap();
+        assert_eq!(KeySlot::create(&master, b"pw", "r", FAST).unwrap().check(), Ok(()));
+        for bad in [
+            KdfParams { m_cost_kib: u32::MAX, t_cost: 1, p_cost: 1 },
+            KdfParams { m_cost_kib: 64, t_cost: u32::MAX, p_cost: 1 },
+            KdfParams { m_cost_kib: 64, t_cost: 0, p_cost: 1 },
+            KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1000 },
+            KdfParams { m_cost_kib: 4, t_cost: 1, p_cost: 1 },
+            KdfParams { m_cost_kib: MAX_M_COST_KIB, t_cost: MAX_T_COST, p_cost: 1 },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,8 +7,13 @@
 //! lock (no user yet) excludes everything. A lock whose holder is gone (same
 //! host, pid dead) or that has not been refreshed for `STALE_AFTER_MINUTES` is
 //! ignored, so a crashed run never blocks the next cron job forever.
+//!
+//! A lock object that cannot be read (damaged, sealed with another key, too
+//! large) is a live lock of unknown kind, not an absent one: prune waits for
+//! it like for any holder. It ages out like others, by the time the store last
+//! wrote it, since a live holder rewrites its lock every `REFRESH`.
 
-use super::error::{RepoError, Result};
+use super::error::{RepoError, Result, chain};
 use super::{MetaKind, Repository, json_bytes, random_hex, seal_meta};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -80,6 +85,64 @@ impl LockInfo {
             self.created.format("%Y-%m-%d %H:%M:%S UTC")
         )
     }
+
+    /// Whether `other` is this lock, perhaps refreshed since.
+    fn same_holder(&self, other: &LockInfo) -> bool {
+        (self.kind(), &self.host, self.pid, self.created, &self.operation)
+            == (other.kind(), &other.host, other.pid, other.created, &other.operation)
+    }
+}
+
+/// What a lock object says, as far as it can be read.
+#[derive(Debug, Clone)]
+pub enum LockState {
+    Readable(LockInfo),
+    /// Damaged, sealed with another key, too large: held by someone unknown.
+    Unreadable {
+        reason: String,
+    },
+}
+
+/// A lock found under `locks/`.
+#[derive(Debug, Clone)]
+pub struct ListedLock {
+    pub name: String,
+    /// When the store last wrote the object, if it says.
+    pub modified: Option<DateTime<Utc>>,
+    pub state: LockState,
+}
+
+impl ListedLock {
+    /// A readable lock by its own record; an unreadable one when the store
+    /// has not rewritten it for `STALE_AFTER_MINUTES` (a live holder would
+    /// have). One the store gives no time for never ages out: remove it by
+    /// hand once sure that no run holds it (docs/PRUNE.md).
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        match &self.state {
+            LockState::Readable(info) => info.is_stale(now),
+            LockState::Unreadable { .. } => {
+                self.modified.is_some_and(|m| now - m > Duration::minutes(STALE_AFTER_MINUTES))
+            }
+        }
+    }
+
+    /// Whether a run wanting `kind` must not run beside this lock. An
+    /// unreadable lock may be of any kind that a run with our key could not
+    /// have written, so only what excludes every holder (an exclusive lock)
+    /// is refused; prune waits for it instead (see `live_lock_names`).
+    fn excludes(&self, kind: LockKind) -> bool {
+        match &self.state {
+            LockState::Readable(info) => !kind.compatible_with(info.kind()),
+            LockState::Unreadable { .. } => kind == LockKind::Exclusive,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.state {
+            LockState::Readable(info) => info.describe(),
+            LockState::Unreadable { reason } => format!("an unreadable lock ({reason})"),
+        }
+    }
 }
 
 pub fn hostname() -> String {
@@ -107,6 +170,8 @@ fn pid_alive(pid: u32) -> bool {
 pub struct LockGuard {
     repo: Arc<Repository>,
     name: String,
+    /// What we stored, to recognise our lock when reading it back.
+    info: LockInfo,
     refresher: tokio::task::JoinHandle<()>,
     health: Arc<Health>,
 }
@@ -137,28 +202,48 @@ impl LockGuard {
         &self.name
     }
 
-    /// Fail if other runs may have taken this lock for stale: its refreshes
-    /// have failed for most of `STALE_AFTER_MINUTES`, or its object was
-    /// removed. A prune ignores such a lock, so a backup must call this right
-    /// before it writes its snapshot, and give up instead (docs/PRUNE.md).
-    pub fn ensure_held(&self) -> Result<()> {
+    /// Fail unless others still see this lock: its object must be in the
+    /// store and be ours (read back, not remembered), and its refreshes must
+    /// not have failed for most of `STALE_AFTER_MINUTES`. A prune ignores a
+    /// lock it took for stale, so a backup calls this right before it writes
+    /// its index and snapshot, and gives up instead (docs/PRUNE.md).
+    pub async fn ensure_held(&self) -> Result<()> {
+        let lost = |reason| RepoError::LockLost { lock: self.name.clone(), reason };
+        if let Some(reason) = self.health_problem() {
+            return Err(lost(reason));
+        }
+        let reason = match self.repo.get_meta(MetaKind::Lock, &self.name).await {
+            Ok(plain) => match serde_json::from_slice::<LockInfo>(&plain) {
+                Ok(info) if info.same_holder(&self.info) => return Ok(()),
+                Ok(info) => format!("its lock object now names another run, {}", info.describe()),
+                Err(e) => format!("its lock object was replaced by something else ({e})"),
+            },
+            Err(RepoError::Store(e)) if e.is_not_found() => {
+                "its lock object is gone (another run may have removed it as stale)".to_string()
+            }
+            Err(e @ RepoError::Corrupt { .. }) => {
+                format!("its lock object was replaced by one it cannot read ({})", chain(&e))
+            }
+            Err(e) => return Err(e),
+        };
+        Err(lost(reason))
+    }
+
+    /// What the refresher learned: why others may no longer see this lock.
+    fn health_problem(&self) -> Option<String> {
         use std::sync::atomic::Ordering::Relaxed;
         let since_refresh = self
             .health
             .started
             .elapsed()
             .saturating_sub(std::time::Duration::from_millis(self.health.refreshed_ms.load(Relaxed)));
-        let reason = if self.health.vanished.load(Relaxed) {
-            "its lock was removed by another run that took it for stale".to_string()
+        if self.health.vanished.load(Relaxed) {
+            Some("its lock was removed by another run that took it for stale".to_string())
         } else if since_refresh > HELD_FOR_SURE {
-            format!("its lock could not be refreshed for {} minutes", since_refresh.as_secs() / 60)
+            Some(format!("its lock could not be refreshed for {} minutes", since_refresh.as_secs() / 60))
         } else {
-            return Ok(());
-        };
-        Err(RepoError::Invalid {
-            what: format!("lock {}", self.name),
-            reason: format!("{reason}; stopping, since a prune may have removed data this run relies on"),
-        })
+            None
+        }
     }
 
     pub async fn release(self) -> Result<()> {
@@ -168,28 +253,40 @@ impl LockGuard {
     }
 }
 
-/// Read every lock; unreadable ones (damaged, other repository key) are skipped.
-pub async fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
+/// Read every lock. One that cannot be read (damaged, sealed with another
+/// key, larger than any lock) is listed as unreadable, never left out: to
+/// prune, an absent lock means nobody to wait for.
+pub async fn list_locks(repo: &Repository) -> Result<Vec<ListedLock>> {
     let mut out = Vec::new();
     for obj in repo.store().list("locks/").await? {
-        let Ok(plain) = repo.get_meta(MetaKind::Lock, &obj.name).await else {
-            continue;
+        let state = match repo.get_meta(MetaKind::Lock, &obj.name).await {
+            Ok(plain) => match serde_json::from_slice::<LockInfo>(&plain) {
+                Ok(info) => LockState::Readable(info),
+                Err(e) => LockState::Unreadable { reason: format!("not a lock: {e}") },
+            },
+            // Released since the listing.
+            Err(RepoError::Store(e)) if e.is_not_found() => continue,
+            Err(e @ RepoError::Corrupt { .. }) => LockState::Unreadable { reason: chain(&e) },
+            Err(e) => return Err(e),
         };
-        if let Ok(info) = serde_json::from_slice::<LockInfo>(&plain) {
-            out.push((obj.name, info));
-        }
+        let modified = obj.modified.map(DateTime::<Utc>::from);
+        out.push(ListedLock { name: obj.name, modified, state });
     }
     Ok(out)
 }
 
-fn conflict(locks: &[(String, LockInfo)], me: Option<&str>, kind: LockKind) -> Option<RepoError> {
+fn conflict(locks: &[ListedLock], me: Option<&str>, kind: LockKind) -> Option<RepoError> {
     let now = Utc::now();
     locks
         .iter()
-        .filter(|(name, l)| Some(name.as_str()) != me && !l.is_stale(now) && !kind.compatible_with(l.kind()))
-        .map(|(name, l)| RepoError::Locked { holder: l.describe(), lock: name.clone() })
+        .filter(|l| Some(l.name.as_str()) != me && !l.is_stale(now) && l.excludes(kind))
+        .map(|l| RepoError::Locked { holder: l.describe(), lock: l.name.clone() })
         .next()
 }
+
+/// Longest `operation` stored in a lock, so that every lock stays far below
+/// the size a reader accepts.
+const MAX_OPERATION: usize = 512;
 
 /// Take a lock or fail at once with [`RepoError::Locked`].
 pub async fn acquire(repo: &Arc<Repository>, exclusive: bool, operation: &str) -> Result<LockGuard> {
@@ -208,7 +305,7 @@ pub async fn acquire_kind(repo: &Arc<Repository>, kind: LockKind, operation: &st
         pid: std::process::id(),
         created: now,
         refreshed: now,
-        operation: operation.into(),
+        operation: operation[..operation.floor_char_boundary(MAX_OPERATION)].to_string(),
     };
     let name = format!("locks/{}", random_hex(16)?);
     repo.store().put(&name, seal_meta(repo.keys(), MetaKind::Lock, &json_bytes(&info)?)?).await?;
@@ -220,8 +317,8 @@ pub async fn acquire_kind(repo: &Arc<Repository>, kind: LockKind, operation: &st
     }
     let health =
         Arc::new(Health { started: std::time::Instant::now(), refreshed_ms: 0.into(), vanished: false.into() });
-    let refresher = tokio::spawn(refresh_loop(repo.clone(), name.clone(), info, health.clone()));
-    Ok(LockGuard { repo: repo.clone(), name, refresher, health })
+    let refresher = tokio::spawn(refresh_loop(repo.clone(), name.clone(), info.clone(), health.clone()));
+    Ok(LockGuard { repo: repo.clone(), name, info, refresher, health })
 }
 
 /// Like [`acquire_kind`], but while the lock is held by others, try again with
@@ -261,13 +358,14 @@ pub async fn acquire_wait(
 }
 
 /// Names of the locks that are held now (not stale), except `except`.
+/// Unreadable locks count: whoever holds one is waited for.
 pub async fn live_lock_names(repo: &Repository, except: Option<&str>) -> Result<Vec<String>> {
     let now = Utc::now();
     let mut names: Vec<String> = list_locks(repo)
         .await?
         .into_iter()
-        .filter(|(name, l)| Some(name.as_str()) != except && !l.is_stale(now))
-        .map(|(name, _)| name)
+        .filter(|l| Some(l.name.as_str()) != except && !l.is_stale(now))
+        .map(|l| l.name)
         .collect();
     names.sort();
     Ok(names)
@@ -278,9 +376,10 @@ pub async fn live_lock_names(repo: &Repository, except: Option<&str>) -> Result<
 pub async fn remove_stale(repo: &Repository) -> Result<usize> {
     let now = Utc::now();
     let mut removed = 0;
-    for (name, l) in list_locks(repo).await? {
+    for l in list_locks(repo).await? {
         if l.is_stale(now) {
-            repo.store().delete(&name).await?;
+            tracing::info!("removing stale lock {}: {}", l.name, l.describe());
+            repo.store().delete(&l.name).await?;
             removed += 1;
         }
     }
@@ -344,18 +443,34 @@ mod tests {
         let opts = crate::repo::InitOptions { kdf, ..Default::default() };
         let repo = Arc::new(Repository::init(store, b"pw", opts).await.unwrap());
         let guard = acquire_kind(&repo, LockKind::Prune, "prune").await.unwrap();
-        assert!(guard.ensure_held().is_ok());
+        assert!(guard.ensure_held().await.is_ok());
         assert!(matches!(acquire_kind(&repo, LockKind::Prune, "prune").await, Err(RepoError::Locked { .. })));
         let backup = acquire_kind(&repo, LockKind::Shared, "backup").await.unwrap();
         guard.health.vanished.store(true, Relaxed);
-        assert!(guard.ensure_held().is_err());
+        assert!(matches!(guard.ensure_held().await, Err(RepoError::LockLost { .. })));
+        guard.health.vanished.store(false, Relaxed);
+        // Read back, not remembered: a lock object removed or replaced behind
+        // the refresher's back is lost at once.
+        let sealed = repo.store().get(guard.name()).await.unwrap();
+        repo.store().put(guard.name(), sealed[..sealed.len() - 1].to_vec()).await.unwrap();
+        let e = guard.ensure_held().await.unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        repo.store().put(guard.name(), repo.store().get(backup.name()).await.unwrap()).await.unwrap();
+        let e = guard.ensure_held().await.unwrap_err();
+        assert!(e.to_string().contains("another run"), "{e}");
+        repo.store().delete(guard.name()).await.unwrap();
+        let e = guard.ensure_held().await.unwrap_err();
+        assert!(e.to_string().contains("is gone"), "{e}");
+        repo.store().put(guard.name(), sealed).await.unwrap();
+        assert!(guard.ensure_held().await.is_ok());
         // Never refreshed since long before others would call it stale (the
         // monotonic clock may be younger than that on a fresh machine).
         if let Some(started) = std::time::Instant::now().checked_sub(HELD_FOR_SURE * 2) {
             let health = Arc::new(Health { started, refreshed_ms: 0.into(), vanished: false.into() });
             let refresher = tokio::spawn(async {});
-            let stale = LockGuard { repo: repo.clone(), name: "locks/x".into(), refresher, health };
-            assert!(stale.ensure_held().is_err());
+            let info = guard.info.clone();
+            let stale = LockGuard { repo: repo.clone(), name: "locks/x".into(), info, refresher, health };
+            assert!(stale.ensure_held().await.is_err());
         }
         let live = live_lock_names(&repo, Some(guard.name())).await.unwrap();
         assert_eq!(live, vec![backup.name().to_string()]);
@@ -383,7 +498,8 @@ mod tests {
             refreshed: now,
             operation: "t".into(),
         };
-        let held = vec![("locks/a".to_string(), info(false, true))];
+        let listed = |name: &str, state| ListedLock { name: name.into(), modified: None, state };
+        let held = vec![listed("locks/a", LockState::Readable(info(false, true)))];
         assert!(conflict(&held, None, Shared).is_none());
         assert!(matches!(conflict(&held, None, Prune), Some(RepoError::Locked { .. })));
         assert!(conflict(&held, Some("locks/a"), Prune).is_none());
@@ -392,5 +508,16 @@ mod tests {
         assert!(!j.contains("prune"));
         let back: LockInfo = serde_json::from_str(&serde_json::to_string(&info(false, true)).unwrap()).unwrap();
         assert_eq!(back.kind(), Prune);
+        // An unreadable lock is live until the store has not rewritten it for
+        // the stale age; only an exclusive lock is refused beside it.
+        let mut unknown = listed("locks/u", LockState::Unreadable { reason: "damaged".into() });
+        assert!(!unknown.is_stale(now));
+        let u = vec![unknown.clone()];
+        assert!(conflict(&u, None, Shared).is_none() && conflict(&u, None, Prune).is_none());
+        assert!(matches!(conflict(&u, None, Exclusive), Some(RepoError::Locked { .. })));
+        unknown.modified = Some(now - Duration::minutes(STALE_AFTER_MINUTES - 1));
+        assert!(!unknown.is_stale(now));
+        unknown.modified = Some(now - Duration::minutes(STALE_AFTER_MINUTES + 1));
+        assert!(unknown.is_stale(now));
     }
 }

@@ -29,8 +29,17 @@ use snapshot::{Snapshot, SnapshotManifest};
 pub const FORMAT_VERSION: u32 = 1;
 /// Metadata objects fetched at once (matters for high-latency stores).
 const PARALLEL_READS: usize = 8;
-/// Metadata objects larger than this are refused when read (defence against damage).
+/// Metadata plaintexts larger than this are refused when read (defence against damage).
 const META_LIMIT: u64 = 4 << 30;
+/// Sealing adds a codec byte, a nonce and a tag, and never compresses a
+/// plaintext into more than its raw form: no sealed object a reader would
+/// accept is larger than this.
+const SEALED_META_LIMIT: u64 = META_LIMIT + 1 + 28;
+/// Stored size caps of objects that drtool writes at a few hundred bytes
+/// (config, key slots, locks) and of drill reports (kilobytes), with a wide
+/// margin; docs/FORMAT.md section 1 lists them.
+pub const SMALL_OBJECT_LIMIT: u64 = 64 << 10;
+const DRILL_LIMIT: u64 = 64 << 20;
 
 /// Plaintext `config`: only what is needed to open the repository.
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,6 +96,16 @@ pub enum MetaKind {
 }
 
 impl MetaKind {
+    /// The largest stored object of this kind a reader accepts: checked
+    /// before the body is read, so a planted huge object costs no memory.
+    pub fn max_stored(self) -> u64 {
+        match self {
+            MetaKind::Config | MetaKind::Lock => SMALL_OBJECT_LIMIT,
+            MetaKind::Drill => DRILL_LIMIT,
+            MetaKind::Index | MetaKind::Snapshot | MetaKind::PruneRecord => SEALED_META_LIMIT,
+        }
+    }
+
     fn aad(self) -> &'static [u8] {
         match self {
             MetaKind::Config => b"drtool config v1",
@@ -132,10 +151,10 @@ impl Repository {
 
     pub async fn open(store: DynStore, password: &[u8]) -> Result<Self> {
         let location = store.location();
-        let raw = match store.get("config").await {
+        let raw = match store.get_limited("config", MetaKind::Config.max_stored()).await {
             Ok(r) => r,
             Err(e) if e.is_not_found() => return Err(RepoError::NoRepository { location }),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(too_large_is_damage(e)),
         };
         let config: ConfigFile =
             serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt("config", format!("not valid JSON: {e}")))?;
@@ -176,7 +195,7 @@ impl Repository {
     }
 
     pub async fn get_meta(&self, kind: MetaKind, name: &str) -> Result<Vec<u8>> {
-        let sealed = self.store.get(name).await?;
+        let sealed = self.store.get_limited(name, kind.max_stored()).await.map_err(too_large_is_damage)?;
         open_meta(&self.keys, kind, name, &sealed)
     }
 
@@ -235,13 +254,20 @@ impl Repository {
         Ok(Index::build(&packs, &condemned))
     }
 
-    pub async fn save_snapshot(&self, manifest: &SnapshotManifest) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.put_meta(MetaKind::Snapshot, "snapshots", &json_bytes(manifest)?).await?))
+    /// Write a snapshot manifest, the commit of a backup. Only a run whose
+    /// lock others still see may commit: a prune that took it for stale may
+    /// have deleted the packs the manifest names (docs/PRUNE.md). The lock is
+    /// read back from the store right before the manifest is written.
+    pub async fn save_snapshot(&self, manifest: &SnapshotManifest, held: &lock::LockGuard) -> Result<SnapshotId> {
+        let plain = json_bytes(manifest)?;
+        held.ensure_held().await?;
+        Ok(SnapshotId(self.put_meta(MetaKind::Snapshot, "snapshots", &plain).await?))
     }
 
     pub async fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         let name = id.object_name();
-        let sealed = self.store.get(&name).await?;
+        let sealed =
+            self.store.get_limited(&name, MetaKind::Snapshot.max_stored()).await.map_err(too_large_is_damage)?;
         if SnapshotId::of_bytes(&sealed) != id {
             return Err(RepoError::corrupt(name, "stored bytes do not match the snapshot id"));
         }
@@ -319,6 +345,21 @@ impl Repository {
             (Some(_), Some(_)) => Err(RepoError::AmbiguousSnapshot(spec.to_string())),
             (None, _) => Err(RepoError::SnapshotNotFound(spec.to_string())),
         }
+    }
+}
+
+/// An object larger than any of its kind that drtool writes is damaged (or
+/// planted), whatever the store says: callers treat it like any damage.
+fn too_large_is_damage(e: crate::store::StoreError) -> RepoError {
+    match e {
+        crate::store::StoreError::TooLarge { name, size, limit } => {
+            let size = size.map_or_else(|| "more than that".to_string(), |s| format!("{s} bytes"));
+            RepoError::corrupt(
+                name,
+                format!("larger than any such object drtool writes ({size}, limit {limit}); not read"),
+            )
+        }
+        other => other.into(),
     }
 }
 

@@ -284,8 +284,9 @@ async fn confirm(repo: &Repository, plan: &plan::Plan) -> Result<()> {
 async fn pending(repo: &Repository, me: &str) -> Result<Vec<Pending>> {
     let locks = lock::list_locks(repo).await?;
     let now = Utc::now();
-    let holder =
-        |name: &String| locks.iter().find(|(n, l)| n == name && n != me && !l.is_stale(now)).map(|(_, l)| l.describe());
+    let holder = |name: &String| {
+        locks.iter().find(|l| &l.name == name && l.name != me && !l.is_stale(now)).map(|l| l.describe())
+    };
     Ok(records::load(repo)
         .await?
         .active()

@@ -97,6 +97,16 @@ impl<S: Store> Store for FaultStore<S> {
         }
         Ok(data)
     }
+    async fn get_limited(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        self.before(name).await?;
+        let data = self.inner.get_limited(name, limit).await?;
+        let expected = data.len() as u64;
+        let data = self.maybe_truncate(data);
+        if data.len() as u64 != expected {
+            return Err(StoreError::ShortRead { name: name.into(), expected, got: data.len() as u64 });
+        }
+        Ok(data)
+    }
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         self.before(name).await?;
         let data = self.maybe_truncate(self.inner.get_range(name, offset, len).await?);

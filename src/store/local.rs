@@ -63,6 +63,25 @@ fn read_range(path: &Path, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Read a whole file of at most `limit` bytes. The size comes from the open
+/// file, so the check and the read see the same object even if it is replaced
+/// meanwhile; `take` stops a file that grows while being read.
+fn read_limited(name: &str, path: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
+    let io = |e| io_err(name, e);
+    let f = File::open(path).map_err(io)?;
+    let size = f.metadata().map_err(io)?.len();
+    let too_large = |size| StoreError::TooLarge { name: name.to_string(), size: Some(size), limit };
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    f.take(limit.saturating_add(1)).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > limit {
+        return Err(too_large(buf.len() as u64));
+    }
+    Ok(buf)
+}
+
 fn list_dir(root: &Path, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
     // List the deepest directory the prefix names, then filter by the rest.
     let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
@@ -98,7 +117,7 @@ fn list_dir(root: &Path, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
                 }
             } else if ft.is_file() && name.starts_with(prefix) {
                 match entry.metadata() {
-                    Ok(m) => out.push(ObjectInfo { name, size: m.len() }),
+                    Ok(m) => out.push(ObjectInfo { name, size: m.len(), modified: m.modified().ok() }),
                     Err(e) if gone(&e) => continue,
                     Err(e) => return Err(e),
                 }
@@ -128,6 +147,15 @@ impl Store for LocalStore {
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(name)?;
         blocking(name, move || fs::read(&path)).await
+    }
+
+    async fn get_limited(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(name)?;
+        let owned = name.to_string();
+        match tokio::task::spawn_blocking(move || read_limited(&owned, &path, limit)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Io { name: name.to_string(), source: io::Error::other(e) }),
+        }
     }
 
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
@@ -179,13 +207,29 @@ mod tests {
         assert!(matches!(s.get_range("data/ab/abc", 6, 50).await, Err(StoreError::ShortRead { .. })));
         assert_eq!(s.size("data/ab/abc").await.unwrap(), 11);
         let l = s.list("data/").await.unwrap();
-        assert_eq!(l, vec![ObjectInfo { name: "data/ab/abc".into(), size: 11 }]);
+        assert_eq!(l.iter().map(|o| (o.name.as_str(), o.size)).collect::<Vec<_>>(), vec![("data/ab/abc", 11)]);
+        assert!(l[0].modified.is_some());
         assert_eq!(s.list("snapshots/").await.unwrap().len(), 1);
         assert!(s.list("index/").await.unwrap().is_empty());
         s.delete("data/ab/abc").await.unwrap();
         s.delete("data/ab/abc").await.unwrap();
         assert!(s.get("data/ab/abc").await.unwrap_err().is_not_found());
         assert!(matches!(s.get("../etc/passwd").await, Err(StoreError::InvalidName(_))));
+    }
+
+    #[tokio::test]
+    async fn limited_reads_refuse_large_objects_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(dir.path());
+        s.put("locks/small", b"0123456789".to_vec()).await.unwrap();
+        assert_eq!(s.get_limited("locks/small", 10).await.unwrap(), b"0123456789");
+        let e = s.get_limited("locks/small", 9).await.unwrap_err();
+        assert!(matches!(e, StoreError::TooLarge { size: Some(10), limit: 9, .. }), "{e}");
+        // Sparse: costs no disk, and would not fit in memory if read.
+        fs::File::create(dir.path().join("locks/huge")).unwrap().set_len(1 << 40).unwrap();
+        let e = s.get_limited("locks/huge", 1 << 16).await.unwrap_err();
+        assert!(e.to_string().starts_with("locks/huge: larger than the 65536 bytes allowed"), "{e}");
+        assert!(s.get_limited("locks/none", 1).await.unwrap_err().is_not_found());
     }
 
     #[tokio::test]

@@ -41,6 +41,9 @@ pub enum StoreError {
     },
     #[error("{name}: read {got} bytes, expected {expected}")]
     ShortRead { name: String, expected: u64, got: u64 },
+    /// Larger than the reader allows for its kind; the body was not read whole.
+    #[error("{name}: larger than the {limit} bytes allowed{}", size.map(|s| format!(" ({s} bytes)")).unwrap_or_default())]
+    TooLarge { name: String, size: Option<u64>, limit: u64 },
     #[error("invalid object name {0:?}")]
     InvalidName(String),
     #[error("{message}")]
@@ -82,6 +85,9 @@ pub struct ObjectInfo {
     /// Full name, including the listed prefix (e.g. `data/ab/ab12...`).
     pub name: String,
     pub size: u64,
+    /// When the object was last written, where the store says (local
+    /// directories and S3 do); lets a reader age out objects it cannot open.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A flat namespace of immutable objects.
@@ -96,11 +102,29 @@ pub struct ObjectInfo {
 /// - `list(prefix)` returns every complete object whose name starts with
 ///   `prefix` (in-progress uploads and temp files are never listed), in no
 ///   particular order.
+/// - `get_limited` is `get` for an object that must not exceed `limit`
+///   bytes: a larger one is `TooLarge`, found before the body is read where
+///   the store tells the size up front, and while reading otherwise, so a
+///   planted huge object never has to fit in memory.
 /// - `delete` is idempotent: deleting a missing object is `Ok`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     async fn put(&self, name: &str, data: Vec<u8>) -> Result<(), StoreError>;
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
+    /// Fallback for stores without a cheaper way: ask the size first. The
+    /// object may be replaced between the two calls, so the length is checked
+    /// again; an implementation that streams should stop at `limit` instead.
+    async fn get_limited(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let size = self.size(name).await?;
+        if size > limit {
+            return Err(StoreError::TooLarge { name: name.to_string(), size: Some(size), limit });
+        }
+        let data = self.get(name).await?;
+        if data.len() as u64 > limit {
+            return Err(StoreError::TooLarge { name: name.to_string(), size: Some(data.len() as u64), limit });
+        }
+        Ok(data)
+    }
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError>;
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     async fn delete(&self, name: &str) -> Result<(), StoreError>;
@@ -125,6 +149,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     }
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         (**self).get(name).await
+    }
+    async fn get_limited(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        (**self).get_limited(name, limit).await
     }
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         (**self).get_range(name, offset, len).await

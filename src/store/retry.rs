@@ -86,6 +86,9 @@ impl<S: Store> Store for RetryStore<S> {
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
         self.run("get", name, || self.inner.get(name)).await
     }
+    async fn get_limited(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        self.run("get", name, || self.inner.get_limited(name, limit)).await
+    }
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         self.run("get", name, || self.inner.get_range(name, offset, len)).await
     }

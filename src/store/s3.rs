@@ -276,6 +276,23 @@ impl S3Store {
         }
         Ok(data)
     }
+
+    /// Read a body chunk by chunk, giving up as soon as it passes `limit`
+    /// (a server may omit or misstate Content-Length).
+    async fn read_body_limited(&self, name: &str, mut body: ByteStream, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let mut data = Vec::new();
+        while let Some(part) = body.next().await {
+            let part = part.map_err(|e| StoreError::Backend {
+                kind: BackendErrorKind::Transient,
+                message: format!("get {name}: body interrupted: {e}"),
+            })?;
+            if (data.len() + part.len()) as u64 > limit {
+                return Err(StoreError::TooLarge { name: name.to_string(), size: None, limit });
+            }
+            data.extend_from_slice(&part);
+        }
+        Ok(data)
+    }
 }
 
 #[async_trait]
@@ -301,6 +318,30 @@ impl Store for S3Store {
             .map_err(|e| self.err("get", name, e))?;
         let expected = r.content_length().and_then(|l| u64::try_from(l).ok());
         self.read_body(name, r.body, expected).await
+    }
+
+    async fn get_limited(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let key = self.key(name)?;
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.opts.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("get", name, e))?;
+        let expected = r.content_length().and_then(|l| u64::try_from(l).ok());
+        if let Some(size) = expected.filter(|&s| s > limit) {
+            // Dropping the response closes the connection without reading the body.
+            return Err(StoreError::TooLarge { name: name.to_string(), size: Some(size), limit });
+        }
+        let data = self.read_body_limited(name, r.body, limit).await?;
+        if let Some(len) = expected
+            && data.len() as u64 != len
+        {
+            return Err(StoreError::ShortRead { name: name.to_string(), expected: len, got: data.len() as u64 });
+        }
+        Ok(data)
     }
 
     async fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
@@ -336,6 +377,7 @@ impl Store for S3Store {
                     out.push(ObjectInfo {
                         name: name.to_string(),
                         size: obj.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                        modified: obj.last_modified().and_then(system_time),
                     });
                 }
             }
@@ -374,6 +416,11 @@ impl Store for S3Store {
     fn upload_concurrency(&self) -> usize {
         self.opts.upload_concurrency
     }
+}
+
+fn system_time(t: &aws_sdk_s3::primitives::DateTime) -> Option<std::time::SystemTime> {
+    let secs = u64::try_from(t.secs()).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::new(secs, t.subsec_nanos()))
 }
 
 /// Connect timeout for new connections; an attempt may take longer (large parts).

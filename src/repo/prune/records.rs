@@ -137,29 +137,48 @@ async fn read(repo: &Repository, name: &str) -> Result<PruneRecord> {
     Ok(r)
 }
 
-/// Read every record. Records deleted between listing and reading are skipped;
-/// damaged ones are returned by name (only prune writes records, and dropping
-/// one only ever keeps data, so callers may ignore them).
+/// Listings a reader makes before giving up on records that keep vanishing.
+const LISTINGS: usize = 5;
+
+/// Read every record; damaged ones are returned by name (only prune writes
+/// records, and dropping one only ever keeps data, so callers may ignore them).
+///
+/// A listed record that is gone when read was deleted by a prune, which
+/// stores a record's successor before deleting it (a draft is replaced by its
+/// armed record, condemned records by the retired one): list again, or a
+/// backup would miss the successor's condemned packs and reuse them. A record
+/// deleted for good (its packs deleted) is simply absent from the next listing.
 pub async fn load(repo: &Repository) -> Result<Records> {
-    let names: Vec<String> = repo.store().list(&format!("{DIR}/")).await?.into_iter().map(|o| o.name).collect();
-    let results: Vec<(String, Result<PruneRecord>)> = stream::iter(names)
-        .map(|name| async move {
-            let r = read(repo, &name).await;
-            (name, r)
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let mut out = Records::default();
-    for (name, r) in results {
-        match r {
-            Ok(record) => out.records.push(StoredRecord { name, record }),
-            Err(RepoError::Store(e)) if e.is_not_found() => {}
-            Err(e @ RepoError::Corrupt { .. }) => out.damaged.push((name, chain(&e))),
-            Err(e) => return Err(e),
+    let mut listings = 0;
+    loop {
+        let names: Vec<String> = repo.store().list(&format!("{DIR}/")).await?.into_iter().map(|o| o.name).collect();
+        let results: Vec<(String, Result<PruneRecord>)> = stream::iter(names)
+            .map(|name| async move {
+                let r = read(repo, &name).await;
+                (name, r)
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        listings += 1;
+        let mut out = Records::default();
+        let mut vanished = None;
+        for (name, r) in results {
+            match r {
+                Ok(record) => out.records.push(StoredRecord { name, record }),
+                Err(RepoError::Store(e)) if e.is_not_found() => vanished = Some(e),
+                Err(e @ RepoError::Corrupt { .. }) => out.damaged.push((name, chain(&e))),
+                Err(e) => return Err(e),
+            }
+        }
+        match vanished {
+            None => return Ok(out),
+            // Prunes keep replacing records faster than we read them: fail
+            // rather than return a set that may lack a successor.
+            Some(e) if listings >= LISTINGS => return Err(e.into()),
+            Some(e) => tracing::debug!("{e} since it was listed; listing prune records again"),
         }
     }
-    Ok(out)
 }
 
 /// Packs that some prune record names: backups must not reuse chunks that
