@@ -142,6 +142,7 @@ fn an_existing_database_is_never_overwritten_without_clean() {
     let Some(db) = server() else { return };
     let name = fresh_db("keep");
     create_shop(&db, &name);
+    let original = fingerprint(db, &name);
     let repo = Repo::init();
     run_db(&repo, db, &["backup", "--source", &db.url(&name)]).ok();
     db.sql(Some(&name), "CREATE TABLE added_later (x INT); INSERT INTO customers (name) VALUES ('after backup')");
@@ -164,6 +165,8 @@ fn an_existing_database_is_never_overwritten_without_clean() {
     run_db(&repo, db, &["restore", "latest", "--to", &db.url(&name), "--clean", "--yes"]).ok();
     assert_eq!(db.sql(None, &format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{name}' AND TABLE_NAME = 'added_later'")), "0");
     assert_eq!(db.sql(Some(&name), "SELECT COUNT(*) FROM customers WHERE name = 'after backup'"), "0");
+    // Every kind of object came back through the staged swap, in this database.
+    assert_eq!(fingerprint(db, &name), original, "--clean did not reproduce the snapshot");
 }
 
 #[test]

@@ -144,6 +144,7 @@ fn an_existing_database_is_never_overwritten_without_clean() {
     let name = fresh_db("keep");
     let _ = pg.try_sql(None, "CREATE ROLE shop_owner");
     create_shop(pg, &name, "shop_owner");
+    let original = fingerprint(pg, &name);
     let repo = Repo::init();
     run_db(&repo, pg, &["backup", "--source", &pg.url(&name)]).ok();
     pg.sql(Some(&name), "DELETE FROM billing.invoices WHERE no % 2 = 0; INSERT INTO empty_one VALUES (1)");
@@ -154,6 +155,7 @@ fn an_existing_database_is_never_overwritten_without_clean() {
     run_db(&repo, pg, &["restore", "latest", "--to", &pg.url(&name), "--clean", "--yes"]).ok();
     assert_eq!(pg.sql(Some(&name), "SELECT count(*) FROM billing.invoices"), "300");
     assert_eq!(pg.sql(Some(&name), "SELECT count(*) FROM empty_one"), "0");
+    assert_eq!(fingerprint(pg, &name), original, "--clean did not reproduce the snapshot");
 }
 
 #[test]

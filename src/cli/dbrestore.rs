@@ -6,7 +6,7 @@ use super::output::{bytes, outln, print_json, rate};
 use super::{Global, RestoreArgs};
 use crate::engine::{DbUrl, EngineError, Password};
 use crate::job::dbrestore::{self, Action, DbRestoreOptions, DbRestorePlan};
-use crate::target::db;
+use crate::target::db::{self, Replacement};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub async fn run(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
@@ -73,8 +73,14 @@ fn show_plan(plan: &DbRestorePlan, to_stderr: bool) -> Result<(), Failure> {
         let what = match &s.action {
             Action::Create => "create it and load (new database)".to_string(),
             Action::Load => "load into the existing empty database".to_string(),
-            Action::Replace { objects } => format!("OVERWRITE: replace the existing database ({objects} objects)"),
-            Action::LoadUnknown { drop_collections: true } => "OVERWRITE: drop each collection, then load".into(),
+            Action::Replace { objects, how } => {
+                format!("OVERWRITE: replace the existing database ({objects} objects): {}", replacement(how))
+            }
+            Action::LoadUnknown { drop_collections: true } => {
+                "OVERWRITE: drop each collection just before loading it (not atomic: a failure part-way leaves \
+                 collections dropped or half loaded)"
+                    .into()
+            }
             Action::LoadUnknown { drop_collections: false } => {
                 "load; existing documents with the same _id are kept (target not inspected)".into()
             }
@@ -88,6 +94,12 @@ fn show_plan(plan: &DbRestorePlan, to_stderr: bool) -> Result<(), Failure> {
             db
         };
         lines.push(format!("  {:<24} {:>10}  {db}: {what}", s.stream, bytes(s.size)));
+        for l in &s.leftovers {
+            lines.push(format!(
+                "    note: database {l} was left by an earlier interrupted restore; check it and drop it by hand \
+                 (it is not touched)"
+            ));
+        }
     }
     let text = lines.join("\n");
     if to_stderr {
@@ -96,6 +108,21 @@ fn show_plan(plan: &DbRestorePlan, to_stderr: bool) -> Result<(), Failure> {
         outln!("{text}");
     }
     Ok(())
+}
+
+fn replacement(how: &Replacement) -> String {
+    match how {
+        Replacement::Staged { staging, old } => format!(
+            "load into the new database {staging}, and only once that succeeded swap its tables in (the current \
+             ones move to {old}, dropped after the swap); until then the current data stays in place"
+        ),
+        Replacement::Transaction => {
+            "drop and recreate its objects in one transaction (pg_restore --single-transaction): a failure \
+             rolls everything back"
+                .into()
+        }
+        Replacement::PerCollection => "drop each collection just before loading it (not atomic)".into(),
+    }
 }
 
 /// Ask on the terminal; without one, refuse (scripts must pass --yes).

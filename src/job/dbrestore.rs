@@ -2,7 +2,9 @@
 //!
 //! The plan is computed before anything is touched and shown to the user
 //! (who confirms, or passes --yes, or only looks with --dry-run). A database
-//! that holds objects is never overwritten without --clean.
+//! that holds objects is never overwritten without --clean, and --clean
+//! replaces it so that a failed restore leaves it as it was (where the engine
+//! allows: see `Replacement`).
 
 use super::{JobError, shutdown_signal};
 use crate::engine::DbUrl;
@@ -10,7 +12,7 @@ use crate::repo::reader::read_stream;
 use crate::repo::snapshot::{Item, Snapshot};
 use crate::repo::{Repository, lock};
 use crate::source::db::StreamFormat;
-use crate::target::db::{DatabaseTarget, RestoreError, StreamLoad, TargetState};
+use crate::target::db::{DatabaseTarget, Replacement, RestoreError, StreamLoad, TargetState};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,8 +33,8 @@ pub enum Action {
     Create,
     /// It exists and is empty.
     Load,
-    /// It exists with objects; --clean: they are replaced.
-    Replace { objects: u64 },
+    /// It exists with objects; --clean: they are replaced, as `how` says.
+    Replace { objects: u64, how: Replacement },
     /// Nothing is known of the target (MongoDB): load, keeping or dropping per --clean.
     LoadUnknown { drop_collections: bool },
     /// Global objects (accounts, roles).
@@ -51,6 +53,9 @@ pub struct PlannedLoad {
     pub to: Option<String>,
     #[serde(flatten)]
     pub action: Action,
+    /// Databases left on the target by an earlier interrupted restore.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers: Vec<String>,
     #[serde(skip)]
     item: usize,
     #[serde(skip)]
@@ -139,6 +144,7 @@ pub fn plan(
     let renames = parse_renames(&opts.renames, &selected, has_whole)?;
     let renamed = |db: &str| renames.iter().find(|(f, _)| f == db).map_or(db.to_string(), |(_, t)| t.clone());
     let oplog = details.get("oplog").and_then(|v| v.as_bool()).unwrap_or(false);
+    let run = run_id();
     let mut streams = Vec::new();
     for (idx, item) in m.items.iter().enumerate() {
         let Item::Stream { name, size, database, format, .. } = item else {
@@ -162,7 +168,9 @@ pub fn plan(
             include: vec![],
             renames: vec![],
             oplog_replay: false,
+            replace: None,
         };
+        let mut leftovers = Vec::new();
         let action = match (format, database) {
             (StreamFormat::MysqlUsers | StreamFormat::PgGlobals, _) if !opts.with_globals => {
                 Action::Skip { reason: "accounts and roles: add --with-globals to apply them".into() }
@@ -177,13 +185,18 @@ pub fn plan(
             }
             (_, Some(_)) => {
                 let to_db = load.to.clone().unwrap_or_default();
+                leftovers = target.leftovers(&to_db).map_err(RestoreError::from)?;
                 match target.state(&to_db).map_err(RestoreError::from)? {
                     TargetState::Missing => {
                         load.create = true;
                         Action::Create
                     }
                     TargetState::Exists(0) => Action::Load,
-                    TargetState::Exists(n) if opts.clean => Action::Replace { objects: n },
+                    TargetState::Exists(n) if opts.clean => {
+                        let how = target.replacement(&to_db, &run);
+                        load.replace = Some(how.clone());
+                        Action::Replace { objects: n, how }
+                    }
                     TargetState::Exists(n) => Action::Refuse {
                         reason: format!(
                             "database {to_db:?} on {} exists and holds {n} objects: add --clean to replace it \
@@ -202,6 +215,7 @@ pub fn plan(
             from: load.from.clone(),
             to: load.to.clone(),
             action,
+            leftovers,
             item: idx,
             load,
         });
@@ -217,6 +231,17 @@ pub fn plan(
         target: target.server(),
         streams,
     })
+}
+
+/// A short id unique to one restore (names its staging databases).
+fn run_id() -> String {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        // Unique enough for a name that must not collide with a concurrent run's.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b = (t.subsec_nanos() ^ std::process::id()).to_be_bytes();
+    }
+    hex::encode(b)
 }
 
 fn parse_renames(raw: &[String], selected: &[String], whole: bool) -> Result<Vec<(String, String)>, JobError> {
@@ -273,13 +298,24 @@ async fn execute_locked(
     for p in plan.streams.iter().filter(|p| !matches!(p.action, Action::Skip { .. } | Action::Refuse { .. })) {
         let Some(Item::Stream { chunks, .. }) = snap.manifest.items.get(p.item) else { continue };
         tracing::info!(stream = %p.stream, to = ?p.to, "restoring");
-        let mut running = tokio::task::block_in_place(|| target.start(&p.load))?;
+        let mut running = match tokio::task::block_in_place(|| target.start(&p.load)) {
+            Ok(r) => r,
+            // The database (or staging one) was created, but the tool did not start.
+            Err(e @ RestoreError::Spawn { .. }) => {
+                let _ = tokio::task::block_in_place(|| target.abandon(&p.load));
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let fed = tokio::select! {
             r = read_stream(repo, &index, chunks, |d| running.write(d)) => r.map_err(JobError::from),
             sig = shutdown_signal() => Err(JobError::RestoreInterrupted(sig)),
         };
         let done = match fed {
-            Ok(n) => tokio::task::block_in_place(|| running.finish()).map(|_| n).map_err(JobError::from),
+            // Only a load the tool finished is committed (a staged database swapped in).
+            Ok(n) => tokio::task::block_in_place(|| running.finish().and_then(|()| target.commit(&p.load)))
+                .map(|_| n)
+                .map_err(JobError::from),
             Err(e) if running.input_closed() => {
                 // The tool quit early: its failure is the real story.
                 match tokio::task::block_in_place(|| running.finish()) {
@@ -298,9 +334,9 @@ async fn execute_locked(
                 summary.streams += 1;
             }
             Err(e) => {
-                // A database this run created holds only part of the dump: remove it.
-                if let (true, Some(db)) = (p.load.create, &p.load.to) {
-                    let _ = tokio::task::block_in_place(|| target.drop_database(db));
+                // A database this run created, or a staging one, holds only part of the dump.
+                if let Err(cleanup) = tokio::task::block_in_place(|| target.abandon(&p.load)) {
+                    tracing::error!(stream = %p.stream, "cleaning up after the failed restore: {cleanup}");
                 }
                 return Err(e);
             }

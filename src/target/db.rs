@@ -40,6 +40,26 @@ pub struct StreamLoad {
     pub renames: Vec<(String, String)>,
     /// Replay a MongoDB archive's oplog.
     pub oplog_replay: bool,
+    /// How an existing database with objects is replaced (`--clean`).
+    pub replace: Option<Replacement>,
+}
+
+/// How `--clean` replaces a database that holds objects. Each keeps the old
+/// contents in place until the new ones are complete, except MongoDB's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Replacement {
+    /// Load into the new database `staging`; only after the load succeeded,
+    /// swap its tables in with one atomic RENAME TABLE (the current ones move
+    /// to `old`), recreate views, routines, triggers and events, then drop
+    /// both (MySQL / MariaDB).
+    Staged { staging: String, old: String },
+    /// The drops, creates and data in one transaction: a failure rolls all
+    /// of it back (PostgreSQL: pg_restore --single-transaction).
+    Transaction,
+    /// Each collection is dropped just before it is restored, so a failure
+    /// part-way leaves some replaced and one possibly empty (mongorestore --drop).
+    PerCollection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +68,9 @@ pub enum RestoreError {
     Engine(#[from] EngineError),
     #[error("{tool} failed ({status}){}", crate::source::stderr_suffix(.stderr))]
     Failed { tool: String, status: String, stderr: String },
+    /// Swapping a staged database in failed; `cause` says where the data is.
+    #[error("replacing database {db:?}: {cause}")]
+    Swap { db: String, cause: String },
     #[error("cannot start {tool}")]
     Spawn {
         tool: String,
@@ -56,16 +79,37 @@ pub enum RestoreError {
     },
 }
 
-
 pub trait DatabaseTarget: Send {
     fn engine(&self) -> Engine;
     /// The server, as shown in plans and errors.
     fn server(&self) -> String;
     fn state(&self, db: &str) -> Result<TargetState, EngineError>;
-    /// Prepare the database (create, or drop and create for a clean MySQL
-    /// restore) and start the restore tool reading the stream from stdin.
+    /// How `--clean` would replace database `db` in the restore with id
+    /// `run` (8 hex digits, unique to this restore).
+    fn replacement(&self, db: &str, run: &str) -> Replacement;
+    /// Databases an earlier, interrupted replace of `db` left behind (shown
+    /// in the plan; never dropped automatically: another restore may be
+    /// using them, or they may hold the only copy of replaced tables).
+    fn leftovers(&self, _db: &str) -> Result<Vec<String>, EngineError> {
+        Ok(Vec::new())
+    }
+    /// Prepare the database (create it, or a staging database for a
+    /// replace) and start the restore tool reading the stream from stdin.
     fn start(&mut self, load: &StreamLoad) -> Result<RunningRestore, RestoreError>;
-    /// Drop a database this run created, after its restore failed.
+    /// After the tool exited 0: make the load the database's contents (swap
+    /// a staged database in). Nothing to do where the load went in place.
+    fn commit(&mut self, _load: &StreamLoad) -> Result<(), RestoreError> {
+        Ok(())
+    }
+    /// After a failed load: remove what `start` created for it (a database
+    /// this run created, a staging database), so that the target is as it was.
+    fn abandon(&mut self, load: &StreamLoad) -> Result<(), EngineError> {
+        match (load.create, &load.to) {
+            (true, Some(db)) => self.drop_database(db),
+            _ => Ok(()),
+        }
+    }
+    /// Drop a database (one this run or a drill created).
     fn drop_database(&self, db: &str) -> Result<(), EngineError>;
 }
 

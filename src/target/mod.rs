@@ -5,6 +5,7 @@ pub mod db;
 pub mod device;
 pub mod mongodb;
 pub mod mysql;
+mod mysql_swap;
 pub mod postgres;
 pub mod sparse;
 pub mod tree;

@@ -4,7 +4,7 @@
 //! the plan says so, and without `--clean` (mongorestore --drop) documents
 //! whose _id already exists are reported by mongorestore and kept as they are.
 
-use super::db::{DatabaseTarget, RestoreError, RunningRestore, StreamLoad, TargetState};
+use super::db::{DatabaseTarget, Replacement, RestoreError, RunningRestore, StreamLoad, TargetState};
 use crate::engine::mongodb::{MongoConn, RestoreOptions};
 use crate::engine::{DbUrl, Engine, EngineError, Password};
 
@@ -46,6 +46,12 @@ impl DatabaseTarget for MongoTarget {
         let opts = RestoreOptions { include, renames, drop: load.clean, oplog_replay: load.oplog_replay };
         let cmd = self.conn.restore_command(&self.conn.tool("mongorestore")?, &opts);
         RunningRestore::spawn(cmd, "mongorestore")
+    }
+
+    fn replacement(&self, _db: &str, _run: &str) -> Replacement {
+        // mongorestore has no transaction over a whole restore; drtool has no
+        // driver to stage a copy and rename collections (docs/DATABASES.md).
+        Replacement::PerCollection
     }
 
     fn drop_database(&self, _db: &str) -> Result<(), EngineError> {

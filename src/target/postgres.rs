@@ -4,8 +4,10 @@
 //! recorded at backup time), so the dump restores under any name.
 //! pg_restore runs with --exit-on-error: a role missing on the target is an
 //! error, fixed by restoring globals first or by `?no_owner=true`.
+//! `--clean` adds --single-transaction: pg_restore drops the old objects
+//! first, and only one transaction lets a failure later on undo those drops.
 
-use super::db::{DatabaseTarget, RestoreError, RunningRestore, StreamLoad, TargetState};
+use super::db::{DatabaseTarget, Replacement, RestoreError, RunningRestore, StreamLoad, TargetState};
 use crate::engine::postgres::{PgConn, ident, literal};
 use crate::engine::{DbUrl, Engine, EngineError, Password};
 use crate::source::db::StreamFormat;
@@ -91,13 +93,20 @@ impl DatabaseTarget for PostgresTarget {
         let mut cmd = self.conn.command(&self.conn.tool("pg_restore")?);
         cmd.arg("--exit-on-error");
         if load.clean {
-            cmd.args(["--clean", "--if-exists"]);
+            // Drops, creates, data and large objects commit together or not at
+            // all, so a failed restore leaves the database as it was. (Not
+            // combinable with parallel jobs, which drtool does not use.)
+            cmd.args(["--clean", "--if-exists", "--single-transaction"]);
         }
         if self.no_owner {
             cmd.args(["--no-owner", "--no-acl"]);
         }
         cmd.arg(format!("--dbname={}", self.conn.conninfo(db)));
         RunningRestore::spawn(cmd, &format!("pg_restore into database {db:?}"))
+    }
+
+    fn replacement(&self, _db: &str, _run: &str) -> Replacement {
+        Replacement::Transaction
     }
 
     fn drop_database(&self, db: &str) -> Result<(), EngineError> {
