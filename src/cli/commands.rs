@@ -33,6 +33,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Schedule(a) => super::policycmd::schedule(&g, a),
         Command::Daemon => super::policycmd::daemon(&g).await,
         Command::Drill(a) => super::drillcmd::drill(&g, a).await,
+        Command::Binlog(a) => super::binlogcmd::run(&g, a).await,
         Command::Drills { policy } => super::drillcmd::list(&g, policy.as_deref()).await,
     }
 }
