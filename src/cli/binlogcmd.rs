@@ -6,9 +6,9 @@ use super::output::{bytes, outln, print_json};
 use super::policycmd::find_policy;
 use super::{BinlogArgs, Global};
 use crate::engine::DbUrl;
+use crate::job::backup::BackupSource;
 use crate::job::binlog::{CaptureOptions, capture};
 use crate::job::policyrun::{self, lock_policy};
-use crate::job::backup::BackupSource;
 use crate::repo::{Repository, binlogcat};
 use crate::source::binlog_stream::BinlogServer;
 use std::sync::Arc;
@@ -65,7 +65,15 @@ async fn status(g: &Global, repo: &Repository, name: &str) -> Result<u8, Failure
         outln!("no binlog captured for {name}");
         return Ok(exit::OK);
     };
-    outln!("binlog of {} from {}: {} files ({}), {} .. {}", s.name, s.server, s.files, bytes(s.bytes), s.first_file, s.last_file);
+    outln!(
+        "binlog of {} from {}: {} files ({}), {} .. {}",
+        s.name,
+        s.server,
+        s.files,
+        bytes(s.bytes),
+        s.first_file,
+        s.last_file
+    );
     outln!(
         "  events {} .. {} (newest {} s old), last GTID {}",
         s.first_event.map_or("-".into(), |t| t.to_rfc3339()),

@@ -6,7 +6,7 @@ use super::exit::{self, Failure};
 use super::output::{bytes, outln, print_json};
 use super::{Global, RestoreArgs};
 use crate::engine::{DbUrl, Password};
-use crate::job::dbrestore::{self, DbRestoreOptions};
+use crate::job::dbrestore::{self, Action, DbRestoreOptions};
 use crate::job::pitr_mysql::{self, At, PitrPlan};
 use crate::target::binlog_replay::{self, Replay};
 use crate::target::db;
@@ -19,7 +19,8 @@ fn parse_at(a: &RestoreArgs) -> Result<At, Failure> {
             .map_err(|e| Failure::usage(format!("--at {t:?}: {e}; expected RFC 3339, e.g. 2026-01-31T14:05:00Z"))),
         (None, Some(g), None) => g.parse().map(At::Gtid).map_err(Failure::usage),
         (None, None, Some(p)) => {
-            let bad = || Failure::usage(format!("--at-position {p:?}: expected FILE:POSITION, e.g. mysql-bin.000042:1234"));
+            let bad =
+                || Failure::usage(format!("--at-position {p:?}: expected FILE:POSITION, e.g. mysql-bin.000042:1234"));
             let (f, n) = p.rsplit_once(':').ok_or_else(bad)?;
             Ok(At::Position(f.to_string(), n.parse().map_err(|_| bad())?))
         }
@@ -87,8 +88,15 @@ pub async fn run(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
         into: into.clone(),
         skip_log_bin,
     };
-    tokio::task::block_in_place(|| binlog_replay::replay(&url, &password, &replay))
-        .map_err(|e| Failure::new(exit::TARGET_FAILED, anyhow::anyhow!("binlog replay into {into}: {e}")))?;
+    if let Err(e) = tokio::task::block_in_place(|| binlog_replay::replay(&url, &password, &replay)) {
+        // A database this run created holds the base and part of the log: not a state anyone asked for.
+        let created =
+            dbplan.streams.iter().any(|s| s.to.as_deref() == Some(into.as_str()) && matches!(s.action, Action::Create));
+        if created {
+            let _ = tokio::task::block_in_place(|| target.drop_database(&into));
+        }
+        return Err(Failure::new(exit::TARGET_FAILED, anyhow::anyhow!("binlog replay into {into}: {e}")));
+    }
     let total_ms = started.elapsed().as_millis() as u64;
     if g.json {
         print_json(&serde_json::json!({
@@ -131,9 +139,11 @@ fn show_pitr(p: &PitrPlan, into: &str, skip_log_bin: bool, to_stderr: bool) -> R
         ),
     ];
     if skip_log_bin {
-        lines.push("  note    the target's binlog already has later GTIDs of this history (same server?): the \
+        lines.push(
+            "  note    the target's binlog already has later GTIDs of this history (same server?): the \
                     replayed transactions are not written to its binlog"
-            .into());
+                .into(),
+        );
     }
     let text = lines.join("\n");
     if to_stderr {

@@ -19,9 +19,9 @@ use crate::repo::lock::{self, LockKind};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::writer::{BackupWriter, WriterOptions};
 use crate::repo::{RepoError, Repository};
-use crate::source::db::DumpError;
 use crate::source::binlog::{FileScan, next_name, split_name};
 use crate::source::binlog_stream::{BinlogServer, ServerLogs, Streamer};
+use crate::source::db::DumpError;
 use chrono::{DateTime, TimeZone, Utc};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -115,15 +115,7 @@ impl Open {
                 .map_err(|e| RepoError::corrupt(&s.object, format!("scanner state: {e}")))?,
             None => FileScan::default(),
         };
-        Ok(Open {
-            file,
-            seq,
-            scan,
-            carry: Vec::new(),
-            stored,
-            last_store: Instant::now(),
-            last_verify: Instant::now(),
-        })
+        Ok(Open { file, seq, scan, carry: Vec::new(), stored, last_store: Instant::now(), last_verify: Instant::now() })
     }
 
     fn stored_size(&self) -> u64 {
@@ -201,7 +193,8 @@ async fn session(repo: &Arc<Repository>, server: &BinlogServer, opts: &CaptureOp
         }
         if open.scan.complete && open.scan.end == open.stored_size() {
             let _ = std::fs::remove_file(streamer.path_of(&open.file));
-            let next = open.scan.next_file.clone().or_else(|| next_name(&open.file)).ok_or_else(|| bad_name(&open.file))?;
+            let next =
+                open.scan.next_file.clone().or_else(|| next_name(&open.file)).ok_or_else(|| bad_name(&open.file))?;
             open = Open::new(next, None)?;
         }
     }
@@ -216,9 +209,8 @@ fn start_point(
     server: &str,
 ) -> (String, Option<Stored>) {
     let on_server = |f: &str| logs.files.iter().any(|(n, _)| n == f);
-    let after = |seq: u64| {
-        logs.files.iter().find(|(n, _)| split_name(n).is_some_and(|(_, s)| s > seq)).map(|(n, _)| n.clone())
-    };
+    let after =
+        |seq: u64| logs.files.iter().find(|(n, _)| split_name(n).is_some_and(|(_, s)| s > seq)).map(|(n, _)| n.clone());
     let Some(last) = files.last() else {
         // A new capture starts at the oldest file a base of this name needs, if the server has it.
         let base = bases
@@ -240,14 +232,20 @@ fn start_point(
         return (want, resume);
     }
     let resume_from = after(r.seq).unwrap_or_else(|| logs.current.0.clone());
+    let mut missing = vec![if r.complete { want.clone() } else { format!("{} after position {}", r.file, r.size) }];
+    let mut next = next_name(&r.file);
+    let stop_seq = split_name(&resume_from).map_or(0, |(_, n)| n);
+    while let Some(n) = next.filter(|n| split_name(n).is_some_and(|(_, q)| q < stop_seq) && missing.len() < 1000) {
+        if n != want {
+            missing.push(n.clone());
+        }
+        next = next_name(&n);
+    }
     tracing::error!(
-        "BINLOG GAP for {}: {} {} purged on {server} before it was copied (captured up to {} position {}); \
-         restores cannot cross this gap: take a new base backup. Capture continues with {resume_from}.",
+        "BINLOG GAP for {}: {} purged on {server} before it was copied; restores cannot cross this gap: \
+         take a new base backup. Capture continues with {resume_from}.",
         opts.name,
-        want,
-        if r.complete { "was" } else { "(partly captured) was" },
-        r.file,
-        r.size
+        missing.join(", "),
     );
     (resume_from, None)
 }

@@ -73,12 +73,7 @@ fn seq(file: &str) -> u64 {
 }
 
 /// Work out base, files and stopping point; refuse what cannot be done.
-pub async fn plan(
-    repo: &Arc<Repository>,
-    name: &str,
-    at: &At,
-    database: Option<&str>,
-) -> Result<PitrPlan, JobError> {
+pub async fn plan(repo: &Arc<Repository>, name: &str, at: &At, database: Option<&str>) -> Result<PitrPlan, JobError> {
     let all = binlogcat::load_all(repo).await?;
     let (files, _) = binlogcat::current(&all, name);
     let (Some(first), Some(last)) = (files.first(), files.last()) else {
@@ -255,7 +250,8 @@ async fn stop_point(
         }
         At::Gtid(g) => {
             let holds = |r: &BinlogRecord| {
-                let start = r.gtid_start.iter().find(|x| (x.domain, x.server) == (g.domain, g.server)).map_or(0, |x| x.seq);
+                let start =
+                    r.gtid_start.iter().find(|x| (x.domain, x.server) == (g.domain, g.server)).map_or(0, |x| x.seq);
                 let end = r.gtid_end.iter().find(|x| (x.domain, x.server) == (g.domain, g.server)).map_or(0, |x| x.seq);
                 start < g.seq && g.seq <= end
             };
@@ -278,7 +274,8 @@ pub async fn fetch(repo: &Arc<Repository>, plan: &PitrPlan, dir: &Path) -> Resul
     let mut out = Vec::new();
     for r in &plan.records {
         let path = dir.join(&r.file);
-        let mut f = std::fs::File::create(&path).map_err(|e| crate::repo::RepoError::io(path.display().to_string(), e))?;
+        let mut f =
+            std::fs::File::create(&path).map_err(|e| crate::repo::RepoError::io(path.display().to_string(), e))?;
         read_stream(repo, &index, &r.chunks, |d| std::io::Write::write_all(&mut f, d)).await?;
         out.push(path);
     }

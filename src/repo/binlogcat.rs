@@ -172,7 +172,8 @@ pub fn current(all: &[Stored], name: &str) -> (Vec<Stored>, Vec<String>) {
     for s in all.iter().filter(|s| s.record.name == name) {
         let key = (s.record.seq, s.record.file.as_str());
         let newer = |a: &Stored, b: &Stored| {
-            (a.record.size, a.record.complete, a.record.verified_at) > (b.record.size, b.record.complete, b.record.verified_at)
+            (a.record.size, a.record.complete, a.record.verified_at)
+                > (b.record.size, b.record.complete, b.record.verified_at)
         };
         match best.get(&key) {
             Some(b) if !newer(s, b) => old.push(s.object.clone()),
@@ -205,10 +206,19 @@ pub fn gaps(files: &[Stored]) -> Vec<Gap> {
     for w in files.windows(2) {
         let (a, b) = (&w[0].record, &w[1].record);
         let gap = |reason: String| Gap { after: a.file.clone(), before: b.file.clone(), reason };
+        let between = missing_between(&a.file, b.seq);
+        let listed =
+            if between.is_empty() { String::new() } else { format!("; missing files: {}", between.join(", ")) };
         if !a.complete {
-            out.push(gap(format!("{} was captured only up to position {}; the rest of it is missing", a.file, a.size)));
+            out.push(gap(format!(
+                "{} was captured only up to position {}; the rest of it is missing{listed}",
+                a.file, a.size
+            )));
         } else if b.seq != a.seq + 1 || a.next_file.as_ref().is_some_and(|n| n != &b.file) {
-            out.push(gap(format!("binlog files between {} and {} are missing (purged before they were copied?)", a.file, b.file)));
+            out.push(gap(format!(
+                "binlog files between {} and {} are missing (purged before they were copied?){listed}",
+                a.file, b.file
+            )));
         } else if !b.gtid_start.is_empty() && a.gtid_end != b.gtid_start {
             out.push(gap(format!(
                 "GTID state at the end of {} ({}) does not continue into {} ({})",
@@ -218,6 +228,19 @@ pub fn gaps(files: &[Stored]) -> Vec<Gap> {
                 format_list(&b.gtid_start)
             )));
         }
+    }
+    out
+}
+
+/// File names after `file` and before number `before` (at most 20 listed).
+fn missing_between(file: &str, before: u64) -> Vec<String> {
+    let Some((base, n)) = file.rsplit_once('.').and_then(|(b, n)| Some((b, n.parse::<u64>().ok()?))) else {
+        return Vec::new();
+    };
+    let width = file.len() - base.len() - 1;
+    let mut out: Vec<String> = (n + 1..before).take(20).map(|k| format!("{base}.{k:0width$}")).collect();
+    if before.saturating_sub(n + 1) > 20 {
+        out.push("...".into());
     }
     out
 }
