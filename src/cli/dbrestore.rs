@@ -10,6 +10,9 @@ use crate::target::db::{self, Replacement};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub async fn run(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
+    if a.at.is_some() || a.at_gtid.is_some() || a.at_position.is_some() {
+        return super::pitr::run(g, a).await;
+    }
     let to = a.to.as_deref().unwrap_or_default();
     let url = DbUrl::parse(to).map_err(|e| Failure::usage(e.to_string()))?;
     let password = Password::load(url.engine, a.to_password_file.as_deref(), "DRTOOL_TARGET_PASSWORD")
@@ -56,7 +59,7 @@ fn target_failure(e: EngineError) -> Failure {
     Failure::new(code, anyhow::anyhow!("restore target: {e}"))
 }
 
-fn show_plan(plan: &DbRestorePlan, to_stderr: bool) -> Result<(), Failure> {
+pub(super) fn show_plan(plan: &DbRestorePlan, to_stderr: bool) -> Result<(), Failure> {
     let mut lines = vec![
         format!("Restore plan for snapshot {} ({})", &plan.snapshot[..plan.snapshot.len().min(8)], plan.name),
         format!("  taken   {}", plan.time.format("%Y-%m-%d %H:%M:%S UTC")),
@@ -126,7 +129,7 @@ fn replacement(how: &Replacement) -> String {
 }
 
 /// Ask on the terminal; without one, refuse (scripts must pass --yes).
-fn confirm() -> Result<bool, Failure> {
+pub(super) fn confirm() -> Result<bool, Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             exit::REFUSED,

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and output; no logic of its own.
 
+mod binlogcmd;
 mod commands;
 mod dbrestore;
 mod drillcmd;
@@ -7,6 +8,7 @@ pub mod exit;
 mod forget;
 mod keycmd;
 pub mod output;
+mod pitr;
 mod policycmd;
 mod prunecmd;
 mod secrets;
@@ -92,12 +94,24 @@ pub enum Command {
     /// Restore the latest snapshot of a policy into a throw-away server, check it,
     /// measure RTO and RPO, store and print a report, tear everything down.
     Drill(DrillArgs),
+    /// Capture a policy's MySQL/MariaDB binary log into the repository until
+    /// stopped (SIGINT/SIGTERM); the policy needs a [binlog] section (docs/PITR.md).
+    Binlog(BinlogArgs),
     /// List stored drill results.
     Drills {
         /// Only drills of this policy.
         #[arg(long)]
         policy: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct BinlogArgs {
+    /// Policy name, or path to its file.
+    pub policy: String,
+    /// Print what is captured (files, newest event and its age, gaps) and exit.
+    #[arg(long)]
+    pub status: bool,
 }
 
 #[derive(Args, Debug)]
@@ -285,6 +299,16 @@ pub struct RestoreArgs {
     /// File holding the target server's password (else DRTOOL_TARGET_PASSWORD, MYSQL_PWD, PGPASSWORD).
     #[arg(long, value_name = "FILE", requires = "to")]
     pub to_password_file: Option<PathBuf>,
+    /// MySQL point-in-time recovery: restore the newest dump before TIME (RFC 3339), then
+    /// replay the captured binlog up to it (transactions whose events are all before TIME).
+    #[arg(long, value_name = "TIME", requires = "to", conflicts_with_all = ["at_gtid", "at_position"])]
+    pub at: Option<String>,
+    /// Like --at, up to and including the transaction with this GTID (DOMAIN-SERVER-SEQ).
+    #[arg(long, value_name = "GTID", requires = "to", conflicts_with = "at_position")]
+    pub at_gtid: Option<String>,
+    /// Like --at, replaying the events before FILE:POSITION (as SHOW MASTER STATUS reports it).
+    #[arg(long, value_name = "FILE:POS", requires = "to")]
+    pub at_position: Option<String>,
 }
 
 #[derive(Args, Debug)]

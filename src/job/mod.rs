@@ -1,6 +1,7 @@
 //! One run of an operation: source -> repository -> report, or repository -> target.
 
 pub mod backup;
+pub mod binlog;
 pub mod daemon;
 pub mod dbbackup;
 pub mod dbrestore;
@@ -9,6 +10,7 @@ pub mod forget;
 pub mod include;
 mod notify;
 mod paths;
+pub mod pitr_mysql;
 pub mod policyrun;
 pub mod restore;
 mod volume;

@@ -32,6 +32,8 @@ pub struct PolicyFile {
     pub drill: Option<Spanned<DrillSpec>>,
     /// zstd level, as `backup --compression`.
     pub compression: Option<Spanned<i32>>,
+    /// Continuous binlog capture (`drtool binlog`).
+    pub binlog: Option<Spanned<super::binlog::BinlogSpec>>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -177,6 +179,7 @@ pub struct Policy {
     pub compression: i32,
     /// How paths and devices are read consistently (none: live).
     pub snapshot: SnapshotSpec,
+    pub binlog: Option<super::binlog::BinlogSettings>,
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -309,6 +312,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
         Some(c) => *c.get_ref(),
         None => 3,
     };
+    let binlog = raw.binlog.as_ref().and_then(|b| match b.get_ref().validate(raw.source.get_ref().kind.get_ref()) {
+        Ok(s) => Some(s),
+        Err(errors) => {
+            errors.into_iter().for_each(|e| cx.err(b.span(), e));
+            None
+        }
+    });
     match (password, source) {
         (Some(password), Some(source)) if cx.errors.is_empty() => Ok(Policy {
             path: path.to_path_buf(),
@@ -325,6 +335,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
             drill: raw.drill.as_ref().map(|d| d.get_ref().clone()),
             compression,
             snapshot,
+            binlog,
         }),
         _ => Err(cx.errors),
     }

@@ -2,6 +2,7 @@
 //! parsing, validation, cron schedules and retention rules; no I/O beyond
 //! reading the policy files themselves.
 
+pub mod binlog;
 pub mod file;
 pub mod retention;
 pub mod schedule;

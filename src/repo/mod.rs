@@ -1,5 +1,6 @@
 //! The repository: the only layer that knows the stored format (docs/FORMAT.md).
 
+pub mod binlogcat;
 pub mod check;
 pub mod drills;
 pub mod error;
@@ -93,6 +94,8 @@ pub enum MetaKind {
     PruneRecord,
     /// A restore drill's result (docs/DRILLS.md).
     Drill,
+    /// A binlog catalog record (docs/PITR.md).
+    Binlog,
 }
 
 impl MetaKind {
@@ -114,6 +117,7 @@ impl MetaKind {
             MetaKind::Lock => b"drtool lock v1",
             MetaKind::PruneRecord => b"drtool prune record v1",
             MetaKind::Drill => b"drtool drill v1",
+            MetaKind::Binlog => b"drtool binlog v1",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! What produces bytes to back up. Sources never touch the store: they hand
 //! readers to the caller's feeder.
 
+pub mod binlog;
+pub mod binlog_stream;
 pub mod command;
 pub mod db;
 pub mod device;

@@ -1,6 +1,7 @@
 //! Where restored bytes go. Targets never touch the store: they receive
 //! verified plaintext from the repository reader.
 
+pub mod binlog_replay;
 pub mod db;
 pub mod device;
 pub mod mongodb;

@@ -50,12 +50,15 @@ impl State {
         // Snapshots are listed before the index is read: a snapshot's index file
         // is written before its manifest, so every chunk it needs is in what we read.
         let ids = repo.snapshot_ids().await?;
+        // Binlog records, like manifests, are written after their index file.
+        let logs = crate::repo::binlogcat::referenced_chunks(repo).await?;
         let files = read_index_strict(repo).await?;
         if stored.is_none() {
             stored = Some(list_packs(repo).await?);
         }
         let index = Arc::new(Index::build(files.iter().flat_map(|(_, p)| p), condemned));
-        let referenced = usage.referenced(repo, &index, ids).await?;
+        let mut referenced = usage.referenced(repo, &index, ids).await?;
+        referenced.extend(logs);
         Ok(State { files, stored: stored.unwrap_or_default(), referenced, snapshots: usage.cache.len() })
     }
 
