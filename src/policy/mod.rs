@@ -3,5 +3,6 @@
 //! reading the policy files themselves.
 
 pub mod file;
+pub mod group;
 pub mod retention;
 pub mod schedule;
