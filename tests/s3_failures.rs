@@ -144,6 +144,7 @@ async fn backup_through_faults(inner: DynStore, file: &std::path::Path, target: 
         name: "dump".into(),
         source: BackupSource::Command(vec!["cat".into(), file.display().to_string()]),
         tags: vec![],
+        host: None,
         time: None,
         writer: WriterOptions::default(),
         force: false,

@@ -117,7 +117,10 @@ fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
         (BackupSource::Paths(a.paths, tree), a.name.unwrap_or(default))
     };
     let writer = WriterOptions { compression_level: a.compression, ..WriterOptions::default() };
-    Ok(BackupRequest { name, source, tags: a.tags, time: a.time, writer, force: a.force, snapshot })
+    if a.host.as_ref().is_some_and(|h| h.trim().is_empty() || h.chars().any(char::is_control)) {
+        return Err(Failure::usage("--host: expected a host name, e.g. web1"));
+    }
+    Ok(BackupRequest { name, source, tags: a.tags, host: a.host, time: a.time, writer, force: a.force, snapshot })
 }
 
 /// A progress line on stderr while the backup runs, only on a terminal.
@@ -194,6 +197,11 @@ async fn backup_cmd(g: &Global, a: BackupArgs) -> Result<u8, Failure> {
             s.duration_ms as f64 / 1000.0,
             rate(s.bytes_read, s.duration_ms)
         );
+    }
+    // A signal after the source was read let the commit finish (job::interrupt).
+    if let Some(signal) = crate::job::interrupt::since(crate::job::interrupt::Mark::START) {
+        let phase = format!("after snapshot {} was saved", out.id.short());
+        return Err(crate::job::JobError::Stopped { signal, phase }.into());
     }
     Ok(if m.partial { exit::PARTIAL } else { exit::OK })
 }

@@ -81,7 +81,7 @@ impl From<JobError> for Failure {
             JobError::Repo(r) => repo_code(r),
             JobError::Source(_) => SOURCE_FAILED,
             JobError::Target(_) => ERROR,
-            JobError::Interrupted(_) | JobError::RestoreInterrupted(_) => INTERRUPTED,
+            JobError::Interrupted(_) | JobError::RestoreInterrupted(_) | JobError::Stopped { .. } => INTERRUPTED,
             JobError::Refused(_) => REFUSED,
             JobError::Restore(RestoreError::Engine(EngineError::Usage(_))) => USAGE,
             JobError::Restore(_) => TARGET_FAILED,

@@ -5,6 +5,7 @@ use super::exit::{self, Failure};
 use super::output::{outln, print_json};
 use super::{ForgetArgs, Global, PruneArgs};
 use crate::job::forget::{ForgetRequest, forget};
+use crate::policy::group::GroupBy;
 use crate::policy::retention::Retention;
 
 pub async fn run(g: &Global, a: ForgetArgs) -> Result<u8, Failure> {
@@ -16,21 +17,36 @@ pub async fn run(g: &Global, a: ForgetArgs) -> Result<u8, Failure> {
         keep_monthly: a.keep_monthly,
         keep_yearly: a.keep_yearly,
         keep_within: a.keep_within.clone(),
+        group_by: None,
     };
-    let rules = if rules == Retention::default() { None } else { Some(rules) };
+    let mut rules = if rules == Retention::default() { None } else { Some(rules) };
     if rules.is_none() && a.snapshots.is_empty() {
         return Err(Failure::usage(
             "nothing to forget: give snapshot ids or retention rules (--keep-last, --keep-daily, ...)",
         ));
     }
-    let req = ForgetRequest { ids: a.snapshots.clone(), rules, name: a.name.clone(), dry_run: a.dry_run };
+    let grouping = GroupBy::parse(&a.group_by).map_err(|e| Failure::usage(format!("--group-by: {e}")))?;
+    match &mut rules {
+        Some(r) => r.group_by = Some(grouping.keys().to_vec()),
+        None if grouping != GroupBy::default() => {
+            return Err(Failure::usage("--group-by applies to retention rules (--keep-*), not to snapshot ids"));
+        }
+        None => {}
+    }
+    let req = ForgetRequest {
+        ids: a.snapshots.clone(),
+        rules,
+        name: a.name.clone(),
+        hosts: a.hosts.clone(),
+        dry_run: a.dry_run,
+    };
     let repo = open_repo(g).await?;
     let report = forget(repo, &req).await?;
     if g.json {
         print_json(&report)?;
     } else {
         for group in &report.groups {
-            outln!("{}: keep {}, remove {}", group.name, group.keep.len(), group.remove.len());
+            outln!("{}: keep {}, remove {}", group.group, group.keep.len(), group.remove.len());
             for k in &group.keep {
                 outln!("  keep   {}  {}", &k.id[..8.min(k.id.len())], k.reasons.join(", "));
             }

@@ -173,9 +173,16 @@ pub struct ForgetArgs {
     /// Keep every snapshot within this duration of the newest one (e.g. 2y5m7d3h).
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<String>,
-    /// Only snapshots with this name (retention is applied per name).
+    /// Only snapshots with this name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Only snapshots of this host (repeatable; default: every host).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Apply the rules to each group of snapshots sharing these keys, comma-separated:
+    /// host, name, tags; "" puts every selected snapshot in one group (as restic's --group-by).
+    #[arg(long, value_name = "KEYS", default_value = "host,name")]
+    pub group_by: String,
     /// List what would be removed and why each kept snapshot is kept; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -212,6 +219,9 @@ pub struct BackupArgs {
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// Record this host name in the snapshot instead of the machine's (retention groups by host).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// zstd level (0 = off). Level 3 measured smaller than restic at over twice its speed (docs/DECISIONS.md).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub compression: i32,

@@ -36,6 +36,8 @@ pub struct BackupRequest {
     pub name: String,
     pub source: BackupSource,
     pub tags: Vec<String>,
+    /// Host name to record instead of the machine's (retention groups by host).
+    pub host: Option<String>,
     /// Snapshot time to record instead of now (imports, tests).
     pub time: Option<DateTime<Utc>>,
     pub writer: WriterOptions,
@@ -134,7 +136,7 @@ async fn backup_locked(
     let manifest = SnapshotManifest {
         version: MANIFEST_VERSION,
         time,
-        host: lock::hostname(),
+        host: req.host.clone().unwrap_or_else(lock::hostname),
         name: req.name.clone(),
         source: fed.source,
         items: fed.items,

@@ -1,9 +1,11 @@
 //! Forgetting snapshots: by id, or those no retention rule keeps.
 //!
 //! Only snapshot manifests are removed; the data they alone referenced stays
-//! until `prune`. Retention is applied per snapshot name (a policy's name).
+//! until `prune`. Retention is applied per group of snapshots: by default
+//! those of one host and one name (see [`crate::policy::group`]).
 
-use super::JobError;
+use super::{JobError, interrupt};
+use crate::policy::group::GroupId;
 use crate::policy::retention::{self, Candidate, Kept, Retention};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::{Repository, lock};
@@ -18,12 +20,16 @@ pub struct ForgetRequest {
     pub rules: Option<Retention>,
     /// Only snapshots with this name.
     pub name: Option<String>,
+    /// Only snapshots of these hosts (empty: every host). Rules only.
+    pub hosts: Vec<String>,
     pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupDecision {
-    pub name: String,
+    /// What the group's snapshots share (host, name, tags: the keys grouped by).
+    #[serde(flatten)]
+    pub group: GroupId,
     pub keep: Vec<Kept>,
     pub remove: Vec<String>,
 }
@@ -34,7 +40,7 @@ pub struct ForgetReport {
     /// Ids removed (or, with dry_run, that would be).
     pub removed: Vec<String>,
     pub dry_run: bool,
-    /// Snapshots left (of the selected name, or all).
+    /// Snapshots left (of those selected, or all).
     pub remaining: usize,
 }
 
@@ -44,6 +50,8 @@ pub async fn forget(repo: Arc<Repository>, req: &ForgetRequest) -> Result<Forget
     }
     if let Some(r) = &req.rules {
         r.validate().map_err(|e| JobError::Usage(e.to_string()))?;
+    } else if !req.hosts.is_empty() {
+        return Err(JobError::Usage("a host filter applies to retention rules, not to snapshot ids".into()));
     }
     let guard = lock::acquire(&repo, false, "forget").await?;
     let result = forget_locked(&repo, req).await;
@@ -54,15 +62,23 @@ pub async fn forget(repo: Arc<Repository>, req: &ForgetRequest) -> Result<Forget
 }
 
 async fn forget_locked(repo: &Arc<Repository>, req: &ForgetRequest) -> Result<ForgetReport, JobError> {
+    // Where a signal is latched (a policy run), it stops us between two deletes.
+    let start = interrupt::mark();
     let mut report = ForgetReport { dry_run: req.dry_run, ..ForgetReport::default() };
     let mut doomed: Vec<Snapshot> = Vec::new();
     if let Some(rules) = &req.rules {
         let all = repo.list_snapshots().await?;
-        let mut groups: BTreeMap<String, Vec<&Snapshot>> = BTreeMap::new();
-        for s in all.iter().filter(|s| req.name.as_ref().is_none_or(|n| &s.manifest.name == n)) {
-            groups.entry(s.manifest.name.clone()).or_default().push(s);
+        let selected = all.iter().filter(|s| {
+            req.name.as_ref().is_none_or(|n| &s.manifest.name == n)
+                && (req.hosts.is_empty() || req.hosts.contains(&s.manifest.host))
+        });
+        let grouping = rules.grouping().map_err(|e| JobError::Usage(e.to_string()))?;
+        let mut groups: BTreeMap<GroupId, Vec<&Snapshot>> = BTreeMap::new();
+        for s in selected {
+            let m = &s.manifest;
+            groups.entry(grouping.group_of(&m.host, &m.name, &m.tags)).or_default().push(s);
         }
-        for (name, snaps) in groups {
+        for (group, snaps) in groups {
             let ids: Vec<String> = snaps.iter().map(|s| s.id.to_string()).collect();
             let candidates: Vec<Candidate> =
                 snaps.iter().zip(&ids).map(|(s, id)| Candidate { id: id.as_str(), time: s.manifest.time }).collect();
@@ -73,7 +89,7 @@ async fn forget_locked(repo: &Arc<Repository>, req: &ForgetRequest) -> Result<Fo
                 }
             }
             report.remaining += decision.keep.len();
-            report.groups.push(GroupDecision { name, keep: decision.keep, remove: decision.remove });
+            report.groups.push(GroupDecision { group, keep: decision.keep, remove: decision.remove });
         }
     } else {
         for spec in &req.ids {
@@ -81,10 +97,14 @@ async fn forget_locked(repo: &Arc<Repository>, req: &ForgetRequest) -> Result<Fo
         }
         report.remaining = repo.snapshot_ids().await?.len().saturating_sub(doomed.len());
     }
-    for s in &doomed {
+    for (done, s) in doomed.iter().enumerate() {
+        if let (false, Some(signal)) = (req.dry_run, interrupt::since(start)) {
+            let phase = format!("during retention, after forgetting {done} of {} snapshots", doomed.len());
+            return Err(JobError::Stopped { signal, phase });
+        }
         if !req.dry_run {
             repo.store().delete(&s.id.object_name()).await.map_err(crate::repo::RepoError::from)?;
-            tracing::info!(snapshot = %s.id, name = %s.manifest.name, "forgot snapshot");
+            tracing::info!(snapshot = %s.id, host = %s.manifest.host, name = %s.manifest.name, "forgot snapshot");
         }
         report.removed.push(s.id.to_string());
     }

@@ -8,6 +8,7 @@ pub mod dbrestore;
 pub mod devrestore;
 pub mod forget;
 pub mod include;
+pub mod interrupt;
 mod notify;
 mod paths;
 pub mod pitr_mysql;
@@ -35,6 +36,10 @@ pub enum JobError {
     Interrupted(&'static str),
     #[error("interrupted by {0}; the restore stopped part-way")]
     RestoreInterrupted(&'static str),
+    /// A signal stopped a step after the backup's own watch (hooks, retention,
+    /// or right after the commit); `phase` says where and what was kept.
+    #[error("interrupted by {signal} {phase}")]
+    Stopped { signal: &'static str, phase: String },
     /// The restore would overwrite data, or was not confirmed.
     #[error("{0}")]
     Refused(String),
@@ -54,15 +59,8 @@ pub enum JobError {
     },
 }
 
-/// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+/// Resolves when the process is asked to stop (SIGINT or SIGTERM): at once
+/// if it already was, since the listener started (see [`interrupt`]).
 pub async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        // Without signal handlers the default action (terminate) still applies.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
+    interrupt::wait_since(interrupt::Mark::START).await
 }

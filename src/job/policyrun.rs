@@ -6,6 +6,7 @@
 
 use super::backup::{self, BackupRequest, BackupSource};
 use super::forget::{ForgetRequest, forget};
+use super::interrupt::{self, Mark};
 use super::{JobError, notify};
 use crate::engine::{DbUrl, Password};
 use crate::policy::file::{PasswordSource, Policy, Source};
@@ -144,6 +145,7 @@ pub fn backup_request(p: &Policy) -> Result<BackupRequest, JobError> {
         name: p.name.clone(),
         source,
         tags: p.tags.clone(),
+        host: Some(policy_host(p)),
         time: None,
         writer: WriterOptions { compression_level: p.compression, ..WriterOptions::default() },
         force: false,
@@ -151,8 +153,15 @@ pub fn backup_request(p: &Policy) -> Result<BackupRequest, JobError> {
     })
 }
 
+/// The host a policy's snapshots are recorded under and its retention selects.
+pub fn policy_host(p: &Policy) -> String {
+    p.host.clone().unwrap_or_else(crate::repo::lock::hostname)
+}
+
 /// Run one hook; `Err` carries its failure as a source error (no snapshot).
+/// A signal while it runs kills it and stops the run.
 pub fn run_hook(p: &Policy, argv: &[String], result: Option<&str>) -> Result<(), JobError> {
+    let interrupted = interrupt::mark();
     let timeout = Duration::from_secs(p.hooks.timeout_seconds.unwrap_or(600));
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -169,6 +178,11 @@ pub fn run_hook(p: &Policy, argv: &[String], result: Option<&str>) -> Result<(),
     let status = loop {
         if let Some(s) = child.try_wait().map_err(|e| SourceError::Io { path: display.clone(), source: e })? {
             break s;
+        }
+        if let Some(signal) = interrupt::since(interrupted) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(JobError::Stopped { signal, phase: format!("while {display} ran; it was killed") });
         }
         if started.elapsed() > timeout {
             let _ = child.kill();
@@ -193,7 +207,15 @@ pub fn run_hook(p: &Policy, argv: &[String], result: Option<&str>) -> Result<(),
 }
 
 /// The whole run. `repo` opens the policy's repository (the CLI knows how).
+///
+/// From the start, SIGINT and SIGTERM are latched instead of ending the
+/// process: the step running stops (a hook is killed, the backup stops before
+/// its commit, retention stops between two snapshots), post hooks still run to
+/// undo what pre hooks did (a further signal stops them too), and the run is
+/// recorded and notified as interrupted. A signal after the source was read
+/// lets the commit finish: the snapshot is saved and whole.
 pub async fn run(p: &Policy, repo: Arc<Repository>) -> (RunReport, Option<JobError>) {
+    interrupt::install();
     let started = Utc::now();
     let clock = Instant::now();
     let mut report = RunReport {
@@ -210,30 +232,71 @@ pub async fn run(p: &Policy, repo: Arc<Repository>) -> (RunReport, Option<JobErr
     };
     let result = run_steps(p, &repo, &mut report).await;
     let outcome = if result.is_ok() { "success" } else { "failure" };
-    // Post hooks run whatever happened; their failure is reported but does not undo the backup.
-    let mut post_error = None;
-    for argv in &p.hooks.post {
-        if let Err(e) = tokio::task::block_in_place(|| run_hook(p, argv, Some(outcome))) {
-            tracing::error!("post hook failed: {e}");
-            post_error.get_or_insert(e);
-        }
-    }
-    let error = result.err().or(post_error);
+    let post_error = post_hooks(p, outcome);
+    // An interruption of the post hooks is what the exit code must say, even after a successful backup.
+    let error = match (result, post_error) {
+        (Err(e), None) | (Ok(()), Some(e)) => Some(e),
+        (Err(_), Some(stop @ JobError::Stopped { .. })) => Some(stop),
+        (Err(e), Some(_)) => Some(e),
+        (Ok(()), None) => None,
+    };
     report.ok = error.is_none();
     report.error = error.as_ref().map(|e| crate::repo::error::chain(e));
     report.duration_ms = clock.elapsed().as_millis() as u64;
-    report.snapshots = count_named(&repo, &p.name).await;
+    report.snapshots = count_own(&repo, p).await;
     finish(p, &report).await;
     (report, error)
 }
 
-async fn count_named(repo: &Repository, name: &str) -> u64 {
-    repo.list_snapshots().await.map(|v| v.iter().filter(|s| s.manifest.name == name).count() as u64).unwrap_or(0)
+/// Post hooks run whatever happened; their failure is reported but does not
+/// undo the backup. A signal during them kills the running one and skips the rest.
+fn post_hooks(p: &Policy, outcome: &str) -> Option<JobError> {
+    let start = interrupt::mark();
+    let mut error = None;
+    for argv in &p.hooks.post {
+        if let Some(signal) = interrupt::since(start) {
+            return Some(JobError::Stopped { signal, phase: "between post hooks; the rest were skipped".into() });
+        }
+        match tokio::task::block_in_place(|| run_hook(p, argv, Some(outcome))) {
+            Err(e @ JobError::Stopped { .. }) => return Some(e),
+            Err(e) => {
+                tracing::error!("post hook failed: {e}");
+                error.get_or_insert(e);
+            }
+            Ok(()) => {}
+        }
+    }
+    error
+}
+
+/// The snapshots this policy's retention considers: its name, and its host
+/// unless its retention groups across hosts.
+fn own_hosts(p: &Policy) -> Vec<String> {
+    let by_host = p.retention.as_ref().and_then(|r| r.grouping().ok()).unwrap_or_default();
+    if by_host.has(crate::policy::group::GroupKey::Host) { vec![policy_host(p)] } else { vec![] }
+}
+
+async fn count_own(repo: &Repository, p: &Policy) -> u64 {
+    let hosts = own_hosts(p);
+    let own = |s: &&crate::repo::snapshot::Snapshot| {
+        s.manifest.name == p.name && (hosts.is_empty() || hosts.contains(&s.manifest.host))
+    };
+    repo.list_snapshots().await.map(|v| v.iter().filter(own).count() as u64).unwrap_or(0)
+}
+
+/// Fails with [`JobError::Stopped`] if a signal arrived since `start`.
+fn stop_if_signalled(start: Mark, phase: impl FnOnce() -> String) -> Result<(), JobError> {
+    match interrupt::since(start) {
+        Some(signal) => Err(JobError::Stopped { signal, phase: phase() }),
+        None => Ok(()),
+    }
 }
 
 async fn run_steps(p: &Policy, repo: &Arc<Repository>, report: &mut RunReport) -> Result<(), JobError> {
+    let start = interrupt::mark();
     for argv in &p.hooks.pre {
         tokio::task::block_in_place(|| run_hook(p, argv, None))?;
+        stop_if_signalled(start, || "after a pre hook; no backup was made".into())?;
     }
     let req = backup_request(p)?;
     let out = backup::run(repo.clone(), req, &|_| {}).await?;
@@ -241,11 +304,19 @@ async fn run_steps(p: &Policy, repo: &Arc<Repository>, report: &mut RunReport) -
     report.bytes_read = out.manifest.summary.bytes_read;
     report.bytes_added = out.manifest.summary.bytes_stored;
     tracing::info!(snapshot = %out.id.short(), bytes_read = report.bytes_read, bytes_added = report.bytes_added, "backup saved");
+    let saved = out.id.short();
+    stop_if_signalled(start, || format!("after snapshot {saved} was saved; retention was skipped"))?;
     if let Some(rules) = &p.retention {
-        let req = ForgetRequest { rules: Some(rules.clone()), name: Some(p.name.clone()), ..ForgetRequest::default() };
+        let req = ForgetRequest {
+            rules: Some(rules.clone()),
+            name: Some(p.name.clone()),
+            hosts: own_hosts(p),
+            ..ForgetRequest::default()
+        };
         let f = forget(repo.clone(), &req).await?;
         tracing::info!(forgotten = f.removed.len(), "retention applied");
         report.forgotten = f.removed;
+        stop_if_signalled(start, || format!("after snapshot {saved} was saved and retention applied"))?;
     }
     Ok(())
 }
@@ -280,8 +351,13 @@ async fn finish(p: &Policy, report: &RunReport) {
                 "host": crate::repo::lock::hostname(),
                 "report": report,
             });
-            if let Err(e) = notify::post_json(n.webhook.get_ref(), &body).await {
-                tracing::warn!("notification to {} failed: {e}", n.webhook.get_ref());
+            // A further signal stops the notification instead of waiting out its timeout.
+            let start = interrupt::mark();
+            tokio::select! {
+                r = notify::post_json(n.webhook.get_ref(), &body) => if let Err(e) = r {
+                    tracing::warn!("{e}");
+                },
+                signal = interrupt::wait_since(start) => tracing::warn!("notification not sent: interrupted by {signal}"),
             }
         }
     }
@@ -310,7 +386,11 @@ pub fn prometheus_text(name: &str, s: &PolicyState) -> String {
             "Bytes the last successful backup read from its source.",
             s.last_bytes_read as f64,
         ),
-        ("drtool_snapshots", "Snapshots of this policy in the repository.", s.snapshots as f64),
+        (
+            "drtool_snapshots",
+            "Snapshots of this policy that its retention considers (by default: from this host).",
+            s.snapshots as f64,
+        ),
     ];
     let mut out = String::new();
     for (metric, help, value) in metrics {

@@ -21,6 +21,9 @@ pub struct PolicyFile {
     pub password_env: Option<Spanned<String>>,
     pub password_command: Option<Spanned<Vec<String>>>,
     pub schedule: Option<Spanned<String>>,
+    /// The host recorded in this policy's snapshots and whose snapshots its
+    /// retention considers (default: this machine's host name).
+    pub host: Option<Spanned<String>>,
     #[serde(default)]
     pub tags: Vec<String>,
     pub source: Spanned<SourceSpec>,
@@ -169,6 +172,8 @@ pub struct Policy {
     pub repository: String,
     pub password: PasswordSource,
     pub schedule: Option<CronSchedule>,
+    /// Set in the file; `None`: the machine's host name at run time.
+    pub host: Option<String>,
     pub tags: Vec<String>,
     pub source: Source,
     pub retention: Option<Retention>,
@@ -240,6 +245,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
             None
         }
     });
+    if let Some(h) = &raw.host
+        && (h.get_ref().trim().is_empty() || h.get_ref().chars().any(char::is_control))
+    {
+        cx.err(h.span(), format!("invalid host {:?}: expected a host name, e.g. \"web1\"", h.get_ref()));
+    }
     let source = source(&raw.source, &mut cx);
     let snapshot = snapshot_spec(&raw.source, &mut cx);
     let retention = raw.retention.as_ref().and_then(|r| match r.get_ref().validate() {
@@ -326,6 +336,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy, Vec<PolicyError>> {
             repository,
             password,
             schedule,
+            host: raw.host.as_ref().map(|h| h.get_ref().clone()),
             tags: raw.tags.clone(),
             source,
             retention,

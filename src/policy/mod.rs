@@ -4,5 +4,6 @@
 
 pub mod binlog;
 pub mod file;
+pub mod group;
 pub mod retention;
 pub mod schedule;

@@ -47,6 +47,10 @@ pub struct Retention {
     pub keep_yearly: Option<i64>,
     /// restic-style duration string, e.g. "2y5m7d3h"
     pub keep_within: Option<String>,
+    /// What the rules apply to separately (see [`crate::policy::group`]);
+    /// absent: host and name. Not a rule: it alone keeps nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Vec<crate::policy::group::GroupKey>>,
 }
 
 /// What is wrong with a `keep_within` string.
@@ -94,6 +98,8 @@ pub enum RetentionError {
     InvalidWithin { input: String, problem: WithinProblem },
     #[error("keep_within {input:?} is zero, which keeps nothing: give a longer duration, or remove keep_within")]
     ZeroWithin { input: String },
+    #[error("group_by: {0}")]
+    GroupBy(#[from] crate::policy::group::GroupByError),
 }
 
 impl Retention {
@@ -124,7 +130,13 @@ impl Retention {
         if self.is_empty() {
             return Err(RetentionError::NoRules);
         }
+        self.grouping()?;
         Ok(())
+    }
+
+    /// How snapshots are grouped before the rules apply.
+    pub fn grouping(&self) -> Result<crate::policy::group::GroupBy, RetentionError> {
+        Ok(crate::policy::group::GroupBy::from_keys(self.group_by.as_deref())?)
     }
 
     /// True when no rule is set: every count absent or 0, and no keep_within.
