@@ -104,7 +104,8 @@ impl MetaKind {
     pub fn max_stored(self) -> u64 {
         match self {
             MetaKind::Config | MetaKind::Lock => SMALL_OBJECT_LIMIT,
-            MetaKind::Drill => DRILL_LIMIT,
+            // A binlog record lists one file's chunks: a 1 GiB file is ~1,000 ids.
+            MetaKind::Drill | MetaKind::Binlog => DRILL_LIMIT,
             MetaKind::Index | MetaKind::Snapshot | MetaKind::PruneRecord => SEALED_META_LIMIT,
         }
     }
