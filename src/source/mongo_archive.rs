@@ -452,7 +452,8 @@ mod tests {
         let body = doc(&string("k", "v"));
         let (h, m) = (good_header(), good_metadata());
         let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-        for n in [i32::MIN, -1000, -40, -5, -1, 0, 1, 2, 3, 4, 0x7fff_ffff] {
+        // -3 and -8 step a field named "x" (type, name, NUL) back onto itself.
+        for n in [i32::MIN, -1000, -40, -8, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 0x7fff_ffff] {
             let short = with_len(&string("k", "v"), n);
             cases.push((format!("header length {n}"), archive(&short, &m, &body)));
             cases.push((format!("metadata length {n}"), archive(&h, &short, &body)));
@@ -480,16 +481,16 @@ mod tests {
                 let full = fixture(name);
                 let step = (full.len() / 1500).max(1);
                 for at in (0..full.len()).step_by(step) {
-                    for m in 0..5 {
+                    // Small negative lengths (which step a cursor back onto a
+                    // field) where header and metadata documents are parsed.
+                    let lengths = if at < 2048 { -16..4 } else { 3..4 };
+                    for m in (-3i32..0).chain(lengths) {
                         let mut bad = full.clone();
                         match m {
-                            0 => bad[at] ^= 0x80,
-                            1 => bad[at] = 0xff,
-                            2 => bad[at] = 0,
-                            _ if at + 4 <= bad.len() => {
-                                let v: i32 = if m == 3 { -8 } else { 3 };
-                                bad[at..at + 4].copy_from_slice(&v.to_le_bytes());
-                            }
+                            -3 => bad[at] ^= 0x80,
+                            -2 => bad[at] = 0xff,
+                            -1 => bad[at] = 0,
+                            v if at + 4 <= bad.len() => bad[at..at + 4].copy_from_slice(&v.to_le_bytes()),
                             _ => continue,
                         }
                         // Ok or Err both fine: what matters is that it returns.
