@@ -2,9 +2,12 @@
 //!
 //! Layers, top to bottom (lower never imports higher):
 //! cli -> drill -> job/policy -> source/target -> engine -> repo -> pipeline -> store
-//! (`engine` holds what source and target share about database servers;
+//! (`child`, what spawned processes inherit and how their output is drained,
+//! sits below them all;
+//! `engine` holds what source and target share about database servers;
 //! `drill` restores through `job`'s database restore; `policy` is pure).
 
+pub mod child;
 pub mod cli;
 pub mod drill;
 pub mod engine;

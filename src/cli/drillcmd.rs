@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 pub async fn drill(g: &Global, a: DrillArgs) -> Result<u8, Failure> {
     let p = find_policy(g, &a.policy)?;
+    policyrun::register_policy_secrets(&p);
     let password = policyrun::repository_password(&p.password)?;
     let store = store_at(&p.repository).await?;
     let repo = Arc::new(Repository::open(store, &password).await?);

@@ -101,6 +101,7 @@ pub fn find_policy(g: &Global, spec: &str) -> Result<Policy, Failure> {
 
 pub async fn run(g: &Global, spec: &str) -> Result<u8, Failure> {
     let p = find_policy(g, spec)?;
+    policyrun::register_policy_secrets(&p);
     let _lock = lock_policy(&p.name)?;
     let span = tracing::info_span!("policy", name = %p.name);
     let _enter = span.enter();

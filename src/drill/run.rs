@@ -166,9 +166,12 @@ fn external(spec: &DrillSpec) -> Result<Place, String> {
     let u = DbUrl::parse(&url).map_err(|e| e.to_string())?;
     let password = match (&spec.password_file, &spec.password_env) {
         (Some(f), _) => Password::load(u.engine, Some(std::path::Path::new(f)), "DRTOOL_TARGET_PASSWORD"),
-        (None, Some(v)) => std::env::var(v)
-            .map(Password::new)
-            .map_err(|_| crate::engine::EngineError::Usage(format!("{v} is not set"))),
+        (None, Some(v)) => {
+            crate::child::register_secret_var(v);
+            std::env::var(v)
+                .map(Password::new)
+                .map_err(|_| crate::engine::EngineError::Usage(format!("{v} is not set")))
+        }
         (None, None) => Password::load(u.engine, None, "DRTOOL_TARGET_PASSWORD"),
     }
     .map_err(|e| e.to_string())?;

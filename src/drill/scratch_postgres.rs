@@ -53,7 +53,7 @@ pub(crate) fn bin_dir() -> Result<PathBuf, ScratchError> {
 /// C.UTF-8 where the system has it (Debian does), else C: UTF-8 without any
 /// language's collation rules, like the databases a drill compares against.
 fn locale() -> &'static str {
-    let listed = Command::new("locale").arg("-a").output().is_ok_and(|o| {
+    let listed = crate::child::minimal(&mut Command::new("locale")).arg("-a").output().is_ok_and(|o| {
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .any(|l| matches!(l.to_ascii_lowercase().as_str(), "c.utf8" | "c.utf-8"))

@@ -198,7 +198,7 @@ rm -rf -- "$d"
 
 impl Watchdog {
     fn start(dir: &Path) -> Result<Watchdog, ScratchError> {
-        let mut child = Command::new("/bin/sh")
+        let mut child = crate::child::minimal(&mut Command::new("/bin/sh"))
             .args(["-c", WATCHDOG, "drtool-scratch-watchdog"])
             .arg(dir)
             .stdin(Stdio::piped())
@@ -313,7 +313,7 @@ impl Site {
     /// A command that runs as the servers' account, from the site directory.
     pub fn command(&self, program: &Path) -> Command {
         let mut c = Command::new(program);
-        c.current_dir(&self.dir).env("HOME", &self.dir).stdin(Stdio::null());
+        crate::child::minimal(&mut c).current_dir(&self.dir).env("HOME", &self.dir).stdin(Stdio::null());
         if let Some(o) = &self.owner {
             c.uid(o.uid).gid(o.gid).env("USER", &o.name).env("LOGNAME", &o.name);
         }

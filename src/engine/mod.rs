@@ -85,7 +85,8 @@ pub fn run_capture(cmd: &mut std::process::Command, what: &str) -> Result<String
 
 /// The first line of `tool --version`, e.g. "pg_dump (PostgreSQL) 15.18".
 pub fn tool_version(tool: &Path) -> Option<String> {
-    let out = std::process::Command::new(tool).arg("--version").stdin(std::process::Stdio::null()).output().ok()?;
+    let mut c = std::process::Command::new(tool);
+    let out = crate::child::scrub_tool(&mut c).arg("--version").stdin(std::process::Stdio::null()).output().ok()?;
     let s = String::from_utf8_lossy(&out.stdout);
     s.lines().next().map(|l| l.trim().to_string()).filter(|l| !l.is_empty())
 }

@@ -56,6 +56,7 @@ impl MongoConn {
 
     fn base(&self, tool: &PathBuf) -> Command {
         let mut c = Command::new(tool);
+        crate::child::scrub_tool(&mut c);
         if let Some(cfg) = &self.config {
             c.arg(format!("--config={}", cfg.display()));
         }

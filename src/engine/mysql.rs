@@ -57,7 +57,7 @@ impl MysqlConn {
     /// A tool with the connection arguments already applied.
     pub fn command(&self, tool: &PathBuf) -> Command {
         let mut c = Command::new(tool);
-        c.args(self.args());
+        crate::child::scrub_tool(&mut c).args(self.args());
         c
     }
 

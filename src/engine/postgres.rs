@@ -7,6 +7,7 @@ use super::{DbUrl, EngineError, Password, SecretDir, find_tool, run_capture};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
 
 /// Field separator for psql output (ASCII unit separator: never in names we read).
 const SEP: char = '\x1f';
@@ -56,6 +57,7 @@ impl PgConn {
     /// A tool with the password file in its environment; the caller adds `--dbname`.
     pub fn command(&self, tool: &PathBuf) -> Command {
         let mut c = Command::new(tool);
+        crate::child::scrub_tool(&mut c);
         if let Some(p) = &self.passfile {
             c.env("PGPASSFILE", p);
         }
@@ -104,8 +106,12 @@ impl PgConn {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(EngineError::io("psql", std::io::Error::other("no pipes")));
         };
+        // Drained while the session lives: psql blocked on a full stderr pipe
+        // (NOTICEs, warnings) would never answer the next query.
+        let stderr = child.stderr.take().map(crate::child::keep_tail);
         Ok(PgSession {
             child: Some(child),
+            stderr,
             stdin,
             stdout: BufReader::new(stdout),
             server: self.url.server_url(),
@@ -116,6 +122,7 @@ impl PgConn {
 
 pub struct PgSession {
     child: Option<Child>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     server: String,
@@ -151,7 +158,9 @@ impl PgSession {
         let stderr = match self.child.take() {
             Some(mut c) => {
                 let _ = c.kill();
-                c.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string()).unwrap_or_default()
+                let _ = c.wait();
+                let tail = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+                String::from_utf8_lossy(&tail).trim().to_string()
             }
             None => "the session had already failed".to_string(),
         };

@@ -45,6 +45,7 @@ impl Password {
         }
         for var in std::iter::once(drtool_var).chain(engine.password_env()) {
             if let Ok(p) = std::env::var(var) {
+                crate::child::register_secret_var(var);
                 return Ok(Password::new(p));
             }
         }

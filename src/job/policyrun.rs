@@ -15,7 +15,6 @@ use crate::repo::{RepoError, Repository};
 use crate::source::SourceError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,10 +95,11 @@ pub fn repository_password(p: &PasswordSource) -> Result<Zeroizing<Vec<u8>>, Job
             std::fs::read(f).map_err(|e| bad(format!("cannot read password_file {}: {e}", f.display())))?
         }
         PasswordSource::Env(var) => {
+            crate::child::register_secret_var(var);
             std::env::var(var).map_err(|_| bad(format!("password_env: {var} is not set")))?.into_bytes()
         }
         PasswordSource::Command(argv) => {
-            let out = Command::new(&argv[0])
+            let out = crate::child::scrub(&mut Command::new(&argv[0]))
                 .args(&argv[1..])
                 .stdin(Stdio::null())
                 .stderr(Stdio::inherit())
@@ -122,6 +122,7 @@ pub fn repository_password(p: &PasswordSource) -> Result<Zeroizing<Vec<u8>>, Job
 
 fn source_password(url: &DbUrl, env: Option<&str>, file: Option<&Path>) -> Result<Password, JobError> {
     if let Some(var) = env.filter(|_| file.is_none()) {
+        crate::child::register_secret_var(var);
         return std::env::var(var)
             .map(Password::new)
             .map_err(|_| JobError::Usage(format!("source.password_env: {var} is not set")));
@@ -158,13 +159,34 @@ pub fn policy_host(p: &Policy) -> String {
     p.host.clone().unwrap_or_else(crate::repo::lock::hostname)
 }
 
+/// Mark the variables `p` takes passwords from as secrets before any of its
+/// children runs: hooks and `password_command` run before drtool reads them.
+pub fn register_policy_secrets(p: &Policy) {
+    if let PasswordSource::Env(var) = &p.password {
+        crate::child::register_secret_var(var);
+    }
+    if let Source::Database { url, password_env, .. } = &p.source {
+        // The engine's own variable is this policy's database password too.
+        let engine = DbUrl::parse(url).ok().and_then(|u| u.engine.password_env());
+        for var in password_env.iter().map(String::as_str).chain(engine) {
+            crate::child::register_secret_var(var);
+        }
+    }
+    if let Some(var) = p.drill.as_ref().and_then(|d| d.password_env.as_deref()) {
+        crate::child::register_secret_var(var);
+    }
+}
+
 /// Run one hook; `Err` carries its failure as a source error (no snapshot).
 /// A signal while it runs kills it and stops the run.
 pub fn run_hook(p: &Policy, argv: &[String], result: Option<&str>) -> Result<(), JobError> {
+    register_policy_secrets(p);
     let interrupted = interrupt::mark();
     let timeout = Duration::from_secs(p.hooks.timeout_seconds.unwrap_or(600));
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    // A hook is the user's program: it gets their environment, minus drtool's secrets.
+    crate::child::scrub(&mut cmd)
+        .args(&argv[1..])
         .env("DRTOOL_POLICY", &p.name)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -174,6 +196,8 @@ pub fn run_hook(p: &Policy, argv: &[String], result: Option<&str>) -> Result<(),
     }
     let display = format!("hook {}", argv.join(" "));
     let mut child = cmd.spawn().map_err(|source| SourceError::Spawn { command: display.clone(), source })?;
+    // Drained while it runs: a hook blocked on a full stderr pipe would never exit.
+    let stderr = child.stderr.take().map(crate::child::keep_tail);
     let started = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().map_err(|e| SourceError::Io { path: display.clone(), source: e })? {
@@ -196,14 +220,23 @@ pub fn run_hook(p: &Policy, argv: &[String], result: Option<&str>) -> Result<(),
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
+    let stderr = String::from_utf8_lossy(&hook_stderr(stderr)).into_owned();
     if status.success() {
         return Ok(());
     }
     Err(SourceError::Failed { command: display, status: status.to_string(), stderr }.into())
+}
+
+/// What the drain of an exited hook's stderr kept. A daemon the hook left
+/// running may hold the pipe open forever: after a short grace, its output
+/// is given up rather than the run.
+fn hook_stderr(drain: Option<std::thread::JoinHandle<Vec<u8>>>) -> Vec<u8> {
+    let Some(h) = drain else { return Vec::new() };
+    let started = Instant::now();
+    while !h.is_finished() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if h.is_finished() { h.join().unwrap_or_default() } else { Vec::new() }
 }
 
 /// The whole run. `repo` opens the policy's repository (the CLI knows how).

@@ -4,40 +4,19 @@
 //! signal fails the backup with the tail of the child's stderr in the error.
 
 use super::SourceError;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Keep at most this much of the child's stderr (the end is the useful part).
-const STDERR_KEEP: usize = 64 * 1024;
+pub use crate::child::keep_tail;
 
 pub struct CommandSource {
     display: String,
     child: Child,
     stdout: Option<ChildStdout>,
     stderr: Option<JoinHandle<Vec<u8>>>,
-}
-
-/// Read `r` to its end on a thread, keeping its last 64 KiB (the end of a
-/// tool's stderr is the part that explains a failure).
-pub fn keep_tail(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut keep = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            keep.extend_from_slice(&buf[..n]);
-            if keep.len() > 2 * STDERR_KEEP {
-                keep.drain(..keep.len() - STDERR_KEEP);
-            }
-        }
-        let start = keep.len().saturating_sub(STDERR_KEEP);
-        keep.split_off(start)
-    })
 }
 
 /// The child's process-group id, so that an interrupted drtool can stop it.
@@ -63,7 +42,7 @@ impl CommandSource {
             source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
         })?;
         let mut cmd = Command::new(prog);
-        cmd.args(args);
+        crate::child::scrub(&mut cmd).args(args);
         Self::spawn_command(cmd, &argv.join(" "), handle)
     }
 
@@ -127,6 +106,7 @@ pub fn describe(status: ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn run(script: &str) -> (Vec<u8>, Result<(), SourceError>) {
         let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];

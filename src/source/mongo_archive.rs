@@ -245,7 +245,9 @@ fn namespace(f: &BTreeMap<String, String>) -> String {
     format!("{}.{}", f.get("db").map_or("", String::as_str), f.get("collection").map_or("", String::as_str))
 }
 
-/// Top-level string, int, bool fields of a BSON document, as text.
+/// Top-level string, int, bool fields of a BSON document, as text. Every
+/// length is checked before it moves the cursor: a negative or oversized one
+/// (crafted or corrupt) is an error, never a step backwards or past the end.
 fn bson_fields(doc: &[u8]) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     if doc.len() < 5 || doc[doc.len() - 1] != 0 {
@@ -253,42 +255,59 @@ fn bson_fields(doc: &[u8]) -> Result<BTreeMap<String, String>, String> {
     }
     let mut i = 4;
     let end = doc.len() - 1;
-    let le32 = |d: &[u8], at: usize| -> Result<usize, String> {
-        d.get(at..at + 4)
-            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or("short field".to_string())
-    };
     while i < end {
         let ty = doc[i];
         i += 1;
         let name_end = doc[i..end].iter().position(|&b| b == 0).ok_or("unterminated field name")? + i;
         let name = String::from_utf8_lossy(&doc[i..name_end]).into_owned();
         i = name_end + 1;
-        let (value, size) = match ty {
-            0x02 => {
-                let n = le32(doc, i)?;
-                let s = doc.get(i + 4..i + 4 + n.saturating_sub(1)).ok_or("short string")?;
-                (Some(String::from_utf8_lossy(s).into_owned()), 4 + n)
-            }
-            0x10 => (Some(le32(doc, i)?.to_string()), 4),
-            0x08 => (Some((doc.get(i).copied().ok_or("short bool")? != 0).to_string()), 1),
-            0x01 | 0x09 | 0x11 | 0x12 => (None, 8),
-            0x03 | 0x04 => (None, le32(doc, i)?),
-            0x05 => (None, 5 + le32(doc, i)?),
-            0x07 => (None, 12),
-            0x0A | 0x06 | 0xFF | 0x7F => (None, 0),
-            0x13 => (None, 16),
-            other => return Err(format!("unsupported BSON type 0x{other:02x} in a header document")),
-        };
-        if let Some(v) = value {
-            out.insert(name, v);
+        let size = field_size(ty, &doc[i..end])?;
+        if ty == 0x02 {
+            // Length prefix, bytes, NUL: field_size checked all of it is there.
+            let s = &doc[i + 4..i + size - 1];
+            out.insert(name, String::from_utf8_lossy(s).into_owned());
+        } else if ty == 0x10 {
+            out.insert(name, le32(&doc[i..end])?.to_string());
+        } else if ty == 0x08 {
+            out.insert(name, (doc[i] != 0).to_string());
         }
         i += size;
     }
-    if i != end {
+    Ok(out)
+}
+
+/// A little-endian int32 at the start of `d`.
+fn le32(d: &[u8]) -> Result<i32, String> {
+    d.get(..4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| "short field".to_string())
+}
+
+/// Bytes taken by a value of BSON type `ty` at the start of `rest` (the
+/// document's remaining fields), checked to lie within `rest`.
+fn field_size(ty: u8, rest: &[u8]) -> Result<usize, String> {
+    // A declared length: never negative, at least `min`.
+    let length = |min: i32| -> Result<usize, String> {
+        let n = le32(rest)?;
+        if n < min {
+            return Err(format!("impossible length {n} in a BSON field of type 0x{ty:02x}"));
+        }
+        Ok(n as usize)
+    };
+    let size = match ty {
+        0x02 => 4 + length(1)?,
+        0x10 => 4,
+        0x08 => 1,
+        0x01 | 0x09 | 0x11 | 0x12 => 8,
+        0x03 | 0x04 => length(5)?,
+        0x05 => 5 + length(0)?,
+        0x07 => 12,
+        0x0A | 0x06 | 0xFF | 0x7F => 0,
+        0x13 => 16,
+        other => return Err(format!("unsupported BSON type 0x{other:02x} in a header document")),
+    };
+    if size > rest.len() {
         return Err("field runs past the end of its document".into());
     }
-    Ok(out)
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -357,5 +376,128 @@ mod tests {
         let mut bad = fixture("test.bar.archive");
         bad[4..8].copy_from_slice(&0x7fff_ffffi32.to_le_bytes());
         assert!(matches!(validate(&bad, 64), Err(ArchiveError::Malformed { .. })));
+    }
+
+    /// Run `f` on a thread; a validator that loops fails the test instead of hanging it.
+    fn guarded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{what}: the validator did not finish ({e})"))
+    }
+
+    /// A BSON document from raw fields, its length prefix computed...
+    fn doc(fields: &[u8]) -> Vec<u8> {
+        with_len(fields, (fields.len() + 5) as i32)
+    }
+
+    /// ...or given, to lie.
+    fn with_len(fields: &[u8], len: i32) -> Vec<u8> {
+        let mut d = len.to_le_bytes().to_vec();
+        d.extend_from_slice(fields);
+        d.push(0);
+        d
+    }
+
+    fn string(name: &str, v: &str) -> Vec<u8> {
+        let mut f = vec![0x02];
+        f.extend_from_slice(name.as_bytes());
+        f.push(0);
+        f.extend_from_slice(&(v.len() as i32 + 1).to_le_bytes());
+        f.extend_from_slice(v.as_bytes());
+        f.push(0);
+        f
+    }
+
+    /// A field of type `ty` whose value starts with the int32 `len` (then a few bytes).
+    fn sized(ty: u8, len: i32) -> Vec<u8> {
+        let mut f = vec![ty, b'x', 0];
+        f.extend_from_slice(&len.to_le_bytes());
+        f.extend_from_slice(&[0; 8]);
+        f
+    }
+
+    fn ns(db: &str, coll: &str, eof: bool) -> Vec<u8> {
+        let mut f = [string("db", db), string("collection", coll)].concat();
+        f.extend_from_slice(&[0x08, b'E', b'O', b'F', 0, eof as u8]);
+        doc(&f)
+    }
+
+    /// magic, header, one metadata document, one segment of `body`, its EOF.
+    fn archive(header: &[u8], metadata: &[u8], body: &[u8]) -> Vec<u8> {
+        let (open, eof) = (ns("d", "c", false), ns("d", "c", true));
+        let parts: [&[u8]; 9] = [&MAGIC, header, metadata, &TERMINATOR, &open, body, &TERMINATOR, &eof, &TERMINATOR];
+        parts.concat()
+    }
+
+    fn good_header() -> Vec<u8> {
+        doc(&[string("version", "0.1"), string("server_version", "7.0.0")].concat())
+    }
+
+    fn good_metadata() -> Vec<u8> {
+        doc(&[string("db", "d"), string("collection", "c")].concat())
+    }
+
+    #[test]
+    fn crafted_archive_is_valid_when_not_tampered_with() {
+        let s = validate(&archive(&good_header(), &good_metadata(), &doc(&string("k", "v"))), 5).unwrap();
+        assert_eq!(s.documents.get("d.c"), Some(&1));
+        assert_eq!(s.server_version, "7.0.0");
+    }
+
+    #[test]
+    fn crafted_lengths_are_malformed_never_a_loop() {
+        let body = doc(&string("k", "v"));
+        let (h, m) = (good_header(), good_metadata());
+        let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+        // -3 and -8 step a field named "x" (type, name, NUL) back onto itself.
+        for n in [i32::MIN, -1000, -40, -8, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 0x7fff_ffff] {
+            let short = with_len(&string("k", "v"), n);
+            cases.push((format!("header length {n}"), archive(&short, &m, &body)));
+            cases.push((format!("metadata length {n}"), archive(&h, &short, &body)));
+            cases.push((format!("body length {n}"), archive(&h, &m, &short)));
+            for ty in [0x02, 0x03, 0x04, 0x05] {
+                let nested = doc(&[string("version", "0.1"), sized(ty, n)].concat());
+                cases.push((format!("header field 0x{ty:02x} length {n}"), archive(&nested, &m, &body)));
+                cases.push((format!("metadata field 0x{ty:02x} length {n}"), archive(&h, &nested, &body)));
+            }
+        }
+        for (what, bytes) in cases {
+            let r = guarded(&what, move || validate(&bytes, 64));
+            assert!(matches!(r, Err(ArchiveError::Malformed { .. })), "{what}: {r:?}");
+        }
+        // A document longer than what follows is, at the end of the stream, a truncation.
+        let long = with_len(&string("k", "v"), 1000);
+        let r = guarded("body longer than the stream", move || validate(&archive(&h, &m, &long), 64));
+        assert!(matches!(r, Err(ArchiveError::Truncated(_))), "{r:?}");
+    }
+
+    #[test]
+    fn mutated_real_archives_end_in_ok_or_a_clean_error() {
+        guarded("mutations", || {
+            for name in ["test.bar.archive", "dump-w-oplog.archive", "timeseries.archive", "bad-format.archive"] {
+                let full = fixture(name);
+                let step = (full.len() / 1500).max(1);
+                for at in (0..full.len()).step_by(step) {
+                    // Small negative lengths (which step a cursor back onto a
+                    // field) where header and metadata documents are parsed.
+                    let lengths = if at < 2048 { -16..4 } else { 3..4 };
+                    for m in (-3i32..0).chain(lengths) {
+                        let mut bad = full.clone();
+                        match m {
+                            -3 => bad[at] ^= 0x80,
+                            -2 => bad[at] = 0xff,
+                            -1 => bad[at] = 0,
+                            v if at + 4 <= bad.len() => bad[at..at + 4].copy_from_slice(&v.to_le_bytes()),
+                            _ => continue,
+                        }
+                        // Ok or Err both fine: what matters is that it returns.
+                        let _ = validate(&bad, 512);
+                    }
+                }
+            }
+        });
     }
 }

@@ -40,7 +40,7 @@ impl Runner for SystemRunner {
         let (prog, args) =
             argv.split_first().ok_or_else(|| SnapshotError::Usage("empty administration command".into()))?;
         tracing::debug!("running {command}");
-        let out = Command::new(prog)
+        let out = crate::child::scrub_tool(&mut Command::new(prog))
             .args(args)
             // LVM tools complain about any inherited descriptor; there are none, but say so.
             .env("LVM_SUPPRESS_FD_WARNINGS", "1")
@@ -62,7 +62,7 @@ impl Runner for SystemRunner {
         // A shell, not a thread: it must survive drtool being killed. `sleep`
         // runs as its child; both are in a process group of their own.
         let script = "sleep \"$1\"; exec fsfreeze --unfreeze \"$2\"";
-        let child = Command::new("sh")
+        let child = crate::child::scrub_tool(&mut Command::new("sh"))
             .args(["-c", script, "drtool-thaw-watchdog"])
             .arg(after.as_secs().max(1).to_string())
             .arg(mountpoint)
