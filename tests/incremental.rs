@@ -45,3 +45,20 @@ fn parent_is_per_name() {
     let other = repo.run(["--json", "backup", "--name", "two", src.to_str().unwrap()]).ok().json();
     assert_eq!(num(&other, "summary.bytes_unchanged"), 0);
 }
+
+/// The parent is the latest snapshot of the same name *and host*: with
+/// `backup --host`, the host the snapshot is recorded under, not the machine's.
+#[test]
+fn parent_is_per_host_including_backup_host() {
+    let repo = Repo::init();
+    let src = repo.scratch("src");
+    std::fs::write(src.join("a"), random_bytes(1, 10_000)).unwrap();
+    let s = src.to_str().unwrap();
+    repo.run(["--json", "backup", "--host", "web-b", "--name", "d", s]).ok();
+    // Another host's snapshot of the same name is no parent.
+    let other = repo.run(["--json", "backup", "--host", "web-c", "--name", "d", s]).ok().json();
+    assert_eq!(num(&other, "summary.bytes_unchanged"), 0, "{other}");
+    // The same host's is, also when that host is not this machine's name.
+    let again = repo.run(["--json", "backup", "--host", "web-b", "--name", "d", s]).ok().json();
+    assert_eq!(num(&again, "summary.bytes_unchanged"), 10_000, "{again}");
+}

@@ -92,7 +92,11 @@ async fn backup_locked(
 ) -> Result<BackupOutcome, JobError> {
     let index = Arc::new(repo.load_index().await?);
     let (parent, parents) = match (&req.source, req.force) {
-        (BackupSource::Paths(..), false) => super::paths::parent_trees(repo, &index, &req.name).await,
+        (BackupSource::Paths(..), false) => {
+            // The parent is the host's own: `backup --host` names the host the snapshot is recorded under.
+            let host = req.host.clone().unwrap_or_else(crate::repo::lock::hostname);
+            super::paths::parent_trees(repo, &index, &req.name, &host).await
+        },
         _ => (None, ParentTrees::default()),
     };
     // Held until the read ends; every early return drops (removes) it.

@@ -13,7 +13,7 @@ use crate::repo::reader::read_tree;
 use crate::repo::snapshot::{Item, SourceInfo};
 use crate::repo::tree::{Node, NodeKind, RawPath};
 use crate::repo::writer::Feeder;
-use crate::repo::{RepoError, Repository, ids::SnapshotId, lock};
+use crate::repo::{RepoError, Repository, ids::SnapshotId};
 use crate::source::exclude::{Exclusions, TreeOptions};
 use crate::source::tree::{ContentSink, WalkError, walk};
 use std::collections::HashMap;
@@ -24,10 +24,14 @@ use std::sync::Arc;
 /// Parent file records by backed-up root, then by node path.
 pub type ParentTrees = HashMap<String, HashMap<RawPath, Node>>;
 
-/// The latest snapshot of the same name from this host, and its file records.
+/// The latest snapshot of the same name from `host`, and its file records.
 /// A parent that cannot be read only costs speed: everything is read instead.
-pub async fn parent_trees(repo: &Arc<Repository>, index: &Arc<Index>, name: &str) -> (Option<SnapshotId>, ParentTrees) {
-    let host = lock::hostname();
+pub async fn parent_trees(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    name: &str,
+    host: &str,
+) -> (Option<SnapshotId>, ParentTrees) {
     let snaps = match repo.list_snapshots().await {
         Ok(s) => s,
         Err(e) => {
