@@ -34,6 +34,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Daemon => super::policycmd::daemon(&g).await,
         Command::Drill(a) => super::drillcmd::drill(&g, a).await,
         Command::Drills { policy } => super::drillcmd::list(&g, policy.as_deref()).await,
+        Command::WalPush(a) => super::walcmd::push(&g, a).await,
+        Command::WalFetch(a) => super::walcmd::fetch(&g, a).await,
+        Command::WalConfig(a) => super::walcmd::config(&g, a).await,
     }
 }
 
@@ -102,7 +105,14 @@ fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
         let pw = Password::load(url.engine, a.source_password_file.as_deref(), "DRTOOL_SOURCE_PASSWORD")
             .map_err(|e| Failure::usage(e.to_string()))?;
         let name = a.name.unwrap_or_else(|| crate::job::dbbackup::default_name(&url));
-        (BackupSource::Database(url, pw), name)
+        if a.physical {
+            if url.engine != crate::engine::Engine::Postgres {
+                return Err(Failure::usage("--physical applies to postgres:// sources"));
+            }
+            (BackupSource::PgPhysical(url, pw), name)
+        } else {
+            (BackupSource::Database(url, pw), name)
+        }
     } else if a.stdin {
         (BackupSource::Stdin, a.name.ok_or_else(|| Failure::usage("--stdin needs --name"))?)
     } else if !a.command.is_empty() {
@@ -226,7 +236,10 @@ fn manifest_json(s: &Snapshot) -> Result<serde_json::Value, Failure> {
 async fn show(g: &Global, snapshot: &str, name: Option<&str>) -> Result<u8, Failure> {
     let repo = open_repo(g).await?;
     let snap = repo.find_snapshot(snapshot, name).await?;
-    let v = manifest_json(&snap)?;
+    let mut v = manifest_json(&snap)?;
+    if let (Some(w), Some(o)) = (crate::job::pitr::window_json(&repo, &snap).await?, v.as_object_mut()) {
+        o.insert("recoverable_window".into(), w);
+    }
     if g.json {
         print_json(&v)?;
     } else {
@@ -285,6 +298,19 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     let opts = RestoreOptions { include: a.include, dry_run: a.dry_run };
     let repo = open_repo(g).await?;
     let snap = repo.find_snapshot(&a.snapshot, a.name.as_deref()).await?;
+    if let RestoreTarget::Dir(dir) = &target
+        && !opts.dry_run
+        && opts.include.is_empty()
+        && super::pitrcmd::wanted(&snap, &a.point)
+    {
+        let given = (a.snapshot != "latest").then_some(snap);
+        return super::pitrcmd::restore(g, repo, given, a.name.as_deref(), dir, &a.point).await;
+    }
+    if a.point.any() {
+        return Err(Failure::usage(
+            "--at, --at-lsn, --at-xid and --at-name apply to --target DIR without --dry-run or --include",
+        ));
+    }
     let started = std::time::Instant::now();
     let summary = restore::run_with(repo, &snap, &target, &opts).await?;
     let ms = started.elapsed().as_millis() as u64;
@@ -351,8 +377,14 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
     let result = check(&repo, read).await;
     guard.release().await?;
     let report = result?;
+    // Point-in-time recovery needs unbroken WAL: a hole is damage (docs/PITR.md).
+    let gaps = crate::job::pitr::wal_gaps(&repo, &repo.list_snapshots().await?).await?;
     if g.json {
-        print_json(&report)?;
+        let mut v = serde_json::to_value(&report).map_err(|e| Failure::new(exit::ERROR, e))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("wal_gaps".into(), gaps.clone().into());
+        }
+        print_json(&v)?;
     } else {
         outln!(
             "{} snapshots, {} index files, {} packs indexed, {} packs read ({} blobs verified)",
@@ -377,7 +409,10 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
         for e in &report.errors {
             outln!("ERROR {e}");
         }
-        outln!("{}", if report.is_clean() { "no errors found" } else { "repository has errors" });
+        for gap in &gaps {
+            outln!("WAL GAP {gap}");
+        }
+        outln!("{}", if report.is_clean() && gaps.is_empty() { "no errors found" } else { "repository has errors" });
     }
-    Ok(if report.is_clean() { exit::OK } else { exit::DAMAGED })
+    Ok(if report.is_clean() && gaps.is_empty() { exit::OK } else { exit::DAMAGED })
 }

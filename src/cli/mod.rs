@@ -7,10 +7,12 @@ pub mod exit;
 mod forget;
 mod keycmd;
 pub mod output;
+mod pitrcmd;
 mod policycmd;
 mod prunecmd;
 mod secrets;
 mod volume;
+mod walcmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -98,6 +100,12 @@ pub enum Command {
         #[arg(long)]
         policy: Option<String>,
     },
+    /// Archive one PostgreSQL WAL file (archive_command = 'drtool wal-push --config FILE %p').
+    WalPush(walcmd::WalPushArgs),
+    /// Fetch one archived WAL file (restore_command = 'drtool wal-fetch --config FILE %f "%p"').
+    WalFetch(walcmd::WalFetchArgs),
+    /// Create a WAL archive and write the configuration wal-push/wal-fetch read.
+    WalConfig(walcmd::WalConfigArgs),
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +240,10 @@ pub struct BackupArgs {
     /// fsfreeze: thaw after this many seconds at the latest (the backup then fails).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub freeze_timeout: Option<u64>,
+    /// With --source postgres://...: a physical base backup (pg_basebackup) for
+    /// point-in-time recovery, instead of pg_dump (docs/PITR.md).
+    #[arg(long, requires = "source")]
+    pub physical: bool,
     /// Command whose stdout is backed up, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -281,6 +293,8 @@ pub struct RestoreArgs {
     /// File holding the target server's password (else DRTOOL_TARGET_PASSWORD, MYSQL_PWD, PGPASSWORD).
     #[arg(long, value_name = "FILE", requires = "to")]
     pub to_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub point: pitrcmd::PointArgs,
 }
 
 #[derive(Args, Debug)]

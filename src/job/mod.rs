@@ -9,9 +9,12 @@ pub mod forget;
 pub mod include;
 mod notify;
 mod paths;
+pub mod pgbase;
+pub mod pitr;
 pub mod policyrun;
 pub mod restore;
 mod volume;
+pub mod wal;
 
 use crate::repo::RepoError;
 use crate::source::SourceError;

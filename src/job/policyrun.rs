@@ -131,10 +131,10 @@ fn source_password(url: &DbUrl, env: Option<&str>, file: Option<&Path>) -> Resul
 /// Build the backup request a policy describes.
 pub fn backup_request(p: &Policy) -> Result<BackupRequest, JobError> {
     let source = match &p.source {
-        Source::Database { url, password_env, password_file } => {
+        Source::Database { url, password_env, password_file, physical } => {
             let url = DbUrl::parse(url).map_err(|e| JobError::Usage(e.to_string()))?;
             let pw = source_password(&url, password_env.as_deref(), password_file.as_deref())?;
-            BackupSource::Database(url, pw)
+            if *physical { BackupSource::PgPhysical(url, pw) } else { BackupSource::Database(url, pw) }
         }
         Source::Command(argv) => BackupSource::Command(argv.clone()),
         Source::Paths(paths, options) => BackupSource::Paths(paths.clone(), options.clone()),
@@ -226,7 +226,6 @@ pub async fn run(p: &Policy, repo: Arc<Repository>) -> (RunReport, Option<JobErr
     finish(p, &report).await;
     (report, error)
 }
-
 
 async fn count_named(repo: &Repository, name: &str) -> u64 {
     repo.list_snapshots().await.map(|v| v.iter().filter(|s| s.manifest.name == name).count() as u64).unwrap_or(0)

@@ -5,6 +5,7 @@ pub mod db;
 pub mod device;
 pub mod mongodb;
 pub mod mysql;
+pub mod pg_datadir;
 pub mod postgres;
 pub mod sparse;
 pub mod tree;
