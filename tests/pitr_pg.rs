@@ -158,6 +158,12 @@ fn restores_to_a_time_an_lsn_and_a_restore_point_then_refuses_past_a_gap() {
         let restored = restore_and_start(&a, &target);
         assert_eq!(fingerprint(&restored), at_t, "restore {target:?}");
     }
+    let shown = a.repo.run(["--json", "show", "latest", "--name", "pg"]).ok().json();
+    let w = &shown["recoverable_window"];
+    assert_eq!(w["archive"], "main", "{shown}");
+    assert!(w["gap"].is_null() && w["until_segment"].is_string(), "{w}");
+    assert!(w["archive_lag"]["newest_segment"].is_string() && w["archive_lag"]["age_seconds"].is_i64(), "{w}");
+    assert!(shown["source"]["details"]["system_identifier"].is_string(), "{shown}");
 
     // A target directory that is not empty is refused, and left alone.
     let busy = a.repo.scratch("busy");
@@ -207,6 +213,30 @@ fn restores_to_a_time_an_lsn_and_a_restore_point_then_refuses_past_a_gap() {
     let out = out.expect_code(6);
     assert!(out.stderr.contains("gap") && out.stderr.contains(&missing_seg), "{}", out.stderr);
     assert!(!target.exists(), "nothing written on refusal");
+    let shown = a.repo.run(["--json", "show", "latest", "--name", "pg"]).ok().json();
+    assert_eq!(shown["recoverable_window"]["gap"], missing_seg.as_str(), "{shown}");
+
+    // Timelines: restored to T and promoted with archiving on, the server writes
+    // and archives timeline 2; a restore to a moment on timeline 2 then works.
+    let parent = a.repo.scratch("timeline2");
+    chmod(&parent, 0o711);
+    let data = parent.join("data");
+    a.repo.run(["restore", "latest", "--name", "pg", "--target", data.to_str().unwrap(), "--at", &time]).ok();
+    let opts = archive_opts(&a.config);
+    let branch = Postgres::start_existing(data, &a.pg.password, &opts.iter().map(String::as_str).collect::<Vec<_>>());
+    let promoted = wait_until(WAIT, || branch.try_sql(None, "SELECT pg_is_in_recovery()").is_ok_and(|r| r == "f"));
+    assert!(promoted, "recovery did not end");
+    assert_eq!(fingerprint(&branch), at_t);
+    pgbench(&branch, &["-n", "-t", "200"]);
+    let at_t2 = fingerprint(&branch);
+    let time2 =
+        branch.sql(None, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+    pgbench(&branch, &["-n", "-t", "200"]);
+    let last = switch_and_wait(&branch);
+    assert!(last.starts_with("00000002"), "writes continue on timeline 2: {last}");
+    drop(branch);
+    let restored = restore_and_start(&a, &["--at", &time2]);
+    assert_eq!(fingerprint(&restored), at_t2, "restore to a moment on timeline 2");
 }
 
 #[test]
@@ -278,4 +308,22 @@ fn wal_push_refuses_bad_names_foreign_and_conflicting_segments_and_wrong_keys() 
     let mut c = drtool();
     c.args(["wal-push", "--config", wrong.to_str().unwrap()]).arg(&fetched);
     assert!(run_with_input(c, None).expect_code(2).stderr.contains("chmod 600"));
+
+    // The store failing (the archive directory not writable) makes archive_command
+    // fail: PostgreSQL keeps the segment, and once the store is back archiving
+    // catches up with no gap.
+    let wal_dirs: Vec<PathBuf> =
+        std::fs::read_dir(a.repo.path.join("wal")).unwrap().map(|e| e.unwrap().path().join("f")).collect();
+    let [files] = wal_dirs.as_slice() else { panic!("one archive: {wal_dirs:?}") };
+    let failures = || a.pg.sql(None, "SELECT failed_count FROM pg_stat_archiver").parse::<u64>().unwrap();
+    let failed_before = failures();
+    chmod(files, 0o500);
+    a.pg.sql(None, "SELECT pg_current_xact_id()");
+    let stuck = a.pg.sql(None, "SELECT pg_walfile_name(pg_switch_wal())");
+    assert!(wait_until(WAIT, || failures() > failed_before), "archive_command did not fail");
+    assert!(a.pg.data.join("pg_wal/archive_status").join(format!("{stuck}.ready")).is_file());
+    chmod(files, 0o700);
+    let next = switch_and_wait(&a.pg);
+    assert!(next > stuck);
+    a.repo.run(["check"]).ok();
 }
