@@ -327,3 +327,27 @@ fn wal_push_refuses_bad_names_foreign_and_conflicting_segments_and_wrong_keys() 
     assert!(next > stuck);
     a.repo.run(["check"]).ok();
 }
+
+#[test]
+fn policies_take_the_physical_method_for_postgres_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = |kind: &str, method: &str| {
+        format!(
+            "name = \"p\"\nrepository = \"/var/backups/drtool\"\npassword_file = \"/etc/drtool/pw\"\n\n\
+             [source]\nkind = \"{kind}\"\nurl = \"{kind}://u@127.0.0.1:5432/\"\nmethod = \"{method}\"\n"
+        )
+    };
+    let check = |text: String| {
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, text).unwrap();
+        let mut c = drtool();
+        c.args(["policy", "check"]).arg(&f);
+        run_with_input(c, None)
+    };
+    check(policy("postgres", "physical")).ok();
+    check(policy("postgres", "dump")).ok();
+    let out = check(policy("mysql", "physical")).expect_code(2);
+    assert!(out.stderr.contains("p.toml:8:") && out.stderr.contains("source.method"), "{}", out.stderr);
+    let out = check(policy("postgres", "snapshot")).expect_code(2);
+    assert!(out.stderr.contains("source.method \"snapshot\""), "{}", out.stderr);
+}

@@ -58,37 +58,7 @@ pub(super) fn feed_physical(
     };
     // The backup counts only if pg_basebackup says it completed.
     cmd.finish()?;
-    let stop_time = chrono::Utc::now();
-    let label = &facts.backup_label;
-    if label.is_empty() {
-        return Err(R::Pipeline("pg_basebackup wrote no backup_label; not a base backup".into()).into());
-    }
-    let seg_size: u64 = before.get(1).and_then(|s| s.parse().ok()).unwrap_or(16 << 20);
-    let start_lsn = label_field(label, "START WAL LOCATION").and_then(|v| v.split_whitespace().next()).unwrap_or("");
-    let timeline: u32 = label_field(label, "START TIMELINE").and_then(|t| t.parse().ok()).unwrap_or(1);
-    let (stop_tli, stop_lsn) = match facts.manifest.as_ref().and_then(manifest_end_lsn) {
-        Some(v) => v,
-        // No manifest: the server's position after the backup is at or past its end.
-        None => (timeline, query_one(&conn, "SELECT pg_current_wal_lsn()")?.into_iter().next().unwrap_or_default()),
-    };
-    let wal = |lsn: &str, tli: u32| Lsn::parse(lsn).map(|l| segment_name(tli, segno_of(l, seg_size), seg_size));
-    let details = serde_json::json!({
-        "server": url.server_url(),
-        "server_version": before.first(),
-        "major_version": facts.major_version,
-        "system_identifier": facts.system_identifier.map(|s| s.to_string()),
-        "timeline": timeline,
-        "stop_timeline": stop_tli,
-        "start_lsn": start_lsn,
-        "start_wal": wal(start_lsn, timeline),
-        "stop_lsn": stop_lsn,
-        "stop_wal": wal(&stop_lsn, stop_tli),
-        "stop_time": stop_time,
-        "wal_segment_size": seg_size,
-        "checkpoint_lsn": label_field(label, "CHECKPOINT LOCATION"),
-        "backup_label": label,
-        "tool": "pg_basebackup -F tar -X fetch",
-    });
+    let details = describe(&conn, url, &before, &facts)?;
     let (meta_ref, _) = feeder.write_stream(&meta[..])?;
     let item = Item::Tree {
         root: pg_physical::ROOT.to_string(),
@@ -104,4 +74,44 @@ pub(super) fn feed_physical(
         warnings: vec![],
         fingerprints: serde_json::Value::Null,
     })
+}
+
+/// The manifest's source details: what point-in-time recovery needs to know.
+fn describe(
+    conn: &PgConn,
+    url: &DbUrl,
+    before: &[String],
+    facts: &pg_physical::BaseFacts,
+) -> Result<serde_json::Value, JobError> {
+    let stop_time = chrono::Utc::now();
+    let label = &facts.backup_label;
+    if label.is_empty() || facts.system_identifier.is_none() {
+        return Err(R::Pipeline("pg_basebackup wrote no backup_label or pg_control; not a base backup".into()).into());
+    }
+    let seg_size: u64 = before.get(1).and_then(|s| s.parse().ok()).unwrap_or(16 << 20);
+    let start_lsn = label_field(label, "START WAL LOCATION").and_then(|v| v.split_whitespace().next()).unwrap_or("");
+    let timeline: u32 = label_field(label, "START TIMELINE").and_then(|t| t.parse().ok()).unwrap_or(1);
+    let (stop_tli, stop_lsn) = match facts.manifest.as_ref().and_then(manifest_end_lsn) {
+        Some(v) => v,
+        // No manifest: the server's position after the backup is at or past its end.
+        None => (timeline, query_one(conn, "SELECT pg_current_wal_lsn()")?.into_iter().next().unwrap_or_default()),
+    };
+    let wal = |lsn: &str, tli: u32| Lsn::parse(lsn).map(|l| segment_name(tli, segno_of(l, seg_size), seg_size));
+    Ok(serde_json::json!({
+        "server": url.server_url(),
+        "server_version": before.first(),
+        "major_version": facts.major_version,
+        "system_identifier": facts.system_identifier.map(|s| s.to_string()),
+        "timeline": timeline,
+        "stop_timeline": stop_tli,
+        "start_lsn": start_lsn,
+        "start_wal": wal(start_lsn, timeline),
+        "stop_lsn": stop_lsn,
+        "stop_wal": wal(&stop_lsn, stop_tli),
+        "stop_time": stop_time,
+        "wal_segment_size": seg_size,
+        "checkpoint_lsn": label_field(label, "CHECKPOINT LOCATION"),
+        "backup_label": label,
+        "tool": "pg_basebackup -F tar -X fetch",
+    }))
 }

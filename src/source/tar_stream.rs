@@ -112,34 +112,40 @@ pub fn next_entry(r: &mut impl Read) -> io::Result<Option<Entry>> {
             }
             _ => {}
         }
-        let kind = match typeflag {
-            b'0' | 0 | b'7' => EntryKind::File,
-            b'5' => EntryKind::Dir,
-            b'2' => EntryKind::Symlink,
-            other => return Err(bad(format!("unsupported entry type {:?}", other as char))),
-        };
-        let mut path = long_name.take().unwrap_or_else(|| {
-            let (name, prefix) = (cstr(&block[..100]), cstr(&block[345..500]));
-            let ustar = &block[257..262] == b"ustar";
-            if ustar && !prefix.is_empty() { [prefix, b"/", name].concat() } else { name.to_vec() }
-        });
-        while path.last() == Some(&b'/') {
-            path.pop();
-        }
-        while path.starts_with(b"./") {
-            path.drain(..2);
-        }
-        return Ok(Some(Entry {
-            path,
-            kind,
-            mode: (number(&block[100..108])? & 0o7777) as u32,
-            uid: number(&block[108..116])? as u32,
-            gid: number(&block[116..124])? as u32,
-            mtime: number(&block[136..148])? as i64,
-            size: if kind == EntryKind::File { size } else { 0 },
-            link: long_link.take().unwrap_or_else(|| cstr(&block[157..257]).to_vec()),
-        }));
+        return entry_of(&block, size, long_name.take(), long_link.take()).map(Some);
     }
+}
+
+/// An entry from its ustar header block (extensions already applied).
+fn entry_of(block: &[u8; 512], size: u64, long_name: Option<Vec<u8>>, long_link: Option<Vec<u8>>) -> io::Result<Entry> {
+    let typeflag = block[156];
+    let kind = match typeflag {
+        b'0' | 0 | b'7' => EntryKind::File,
+        b'5' => EntryKind::Dir,
+        b'2' => EntryKind::Symlink,
+        other => return Err(bad(format!("unsupported entry type {:?}", other as char))),
+    };
+    let mut path = long_name.unwrap_or_else(|| {
+        let (name, prefix) = (cstr(&block[..100]), cstr(&block[345..500]));
+        let ustar = &block[257..262] == b"ustar";
+        if ustar && !prefix.is_empty() { [prefix, b"/", name].concat() } else { name.to_vec() }
+    });
+    while path.last() == Some(&b'/') {
+        path.pop();
+    }
+    while path.starts_with(b"./") {
+        path.drain(..2);
+    }
+    Ok(Entry {
+        path,
+        kind,
+        mode: (number(&block[100..108])? & 0o7777) as u32,
+        uid: number(&block[108..116])? as u32,
+        gid: number(&block[116..124])? as u32,
+        mtime: number(&block[136..148])? as i64,
+        size: if kind == EntryKind::File { size } else { 0 },
+        link: long_link.unwrap_or_else(|| cstr(&block[157..257]).to_vec()),
+    })
 }
 
 fn apply_pax(data: &[u8], name: &mut Option<Vec<u8>>, link: &mut Option<Vec<u8>>) {
