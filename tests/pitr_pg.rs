@@ -112,7 +112,8 @@ fn physical_backup(a: &Archived) -> serde_json::Value {
 
 /// Restore into a fresh directory, start a server on it, wait for the end of recovery.
 fn restore_and_start(a: &Archived, target_args: &[&str]) -> Postgres {
-    let parent = a.repo.scratch(&format!("restores-{}", target_args.join("-").replace(['/', ' ', ':'], "_")));
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let parent = a.repo.scratch(&format!("restore-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
     chmod(&parent, 0o711);
     let data = parent.join("data");
     let mut args = vec!["restore", "latest", "--name", "pg", "--target", data.to_str().unwrap()];
@@ -237,6 +238,17 @@ fn restores_to_a_time_an_lsn_and_a_restore_point_then_refuses_past_a_gap() {
     drop(branch);
     let restored = restore_and_start(&a, &["--at", &time2]);
     assert_eq!(fingerprint(&restored), at_t2, "restore to a moment on timeline 2");
+    drop(restored);
+
+    // Retention: prune removes the WAL from before the (only) base backup and
+    // nothing it needs: a restore to T2 still works afterwards.
+    let stop_wal = shown["source"]["details"]["stop_wal"].as_str().unwrap().to_string();
+    let out = a.repo.run(["--json", "prune"]).ok().json();
+    let removed: Vec<&str> = out["wal"]["removed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(!removed.is_empty(), "WAL from before the base backup is removed: {out}");
+    assert!(removed.iter().all(|r| r[8..24] < stop_wal[8..24]), "only WAL before {stop_wal}: {removed:?}");
+    let restored = restore_and_start(&a, &["--at", &time2]);
+    assert_eq!(fingerprint(&restored), at_t2, "restore after WAL retention");
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod policyrun;
 pub mod restore;
 mod volume;
 pub mod wal;
+pub mod walprune;
 
 use crate::repo::RepoError;
 use crate::source::SourceError;

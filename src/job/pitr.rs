@@ -337,11 +337,11 @@ fn place(restored: &Path, target: &Path) -> Result<(), JobError> {
     std::fs::rename(restored, target).map_err(io_err(target))
 }
 
-fn seg_size_of(a: &LogArchive) -> u64 {
+pub fn seg_size_of(a: &LogArchive) -> u64 {
     a.info().identity.as_ref().and_then(|i| i.get("segment_size")).and_then(|v| v.as_u64()).unwrap_or(16 << 20)
 }
 
-fn sysid_of(a: &LogArchive) -> Option<String> {
+pub fn sysid_of(a: &LogArchive) -> Option<String> {
     a.info().identity.as_ref()?.get("system_identifier")?.as_str().map(str::to_string)
 }
 
