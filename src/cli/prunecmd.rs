@@ -27,7 +27,9 @@ pub async fn run(g: &Global, a: PruneArgs) -> Result<u8, Failure> {
     } else {
         human(&report, ms)?;
         let verb = if a.dry_run { "would remove" } else { "removed" };
-        outln!("WAL: {verb} {} archived files no kept base backup needs", wal.removed.len());
+        if !wal.removed.is_empty() {
+            outln!("WAL: {verb} {} archived files no kept base backup needs", wal.removed.len());
+        }
         for k in &wal.kept_whole {
             outln!("WAL: kept {k}");
         }
