@@ -35,6 +35,9 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Drill(a) => super::drillcmd::drill(&g, a).await,
         Command::Binlog(a) => super::binlogcmd::run(&g, a).await,
         Command::Drills { policy } => super::drillcmd::list(&g, policy.as_deref()).await,
+        Command::WalPush(a) => super::walcmd::push(&g, a).await,
+        Command::WalFetch(a) => super::walcmd::fetch(&g, a).await,
+        Command::WalConfig(a) => super::walcmd::config(&g, a).await,
     }
 }
 
@@ -103,7 +106,14 @@ fn backup_request(a: BackupArgs) -> Result<BackupRequest, Failure> {
         let pw = Password::load(url.engine, a.source_password_file.as_deref(), "DRTOOL_SOURCE_PASSWORD")
             .map_err(|e| Failure::usage(e.to_string()))?;
         let name = a.name.unwrap_or_else(|| crate::job::dbbackup::default_name(&url));
-        (BackupSource::Database(url, pw), name)
+        if a.physical {
+            if url.engine != crate::engine::Engine::Postgres {
+                return Err(Failure::usage("--physical applies to postgres:// sources"));
+            }
+            (BackupSource::PgPhysical(url, pw), name)
+        } else {
+            (BackupSource::Database(url, pw), name)
+        }
     } else if a.stdin {
         (BackupSource::Stdin, a.name.ok_or_else(|| Failure::usage("--stdin needs --name"))?)
     } else if !a.command.is_empty() {
@@ -242,6 +252,9 @@ async fn show(g: &Global, snapshot: &str, name: Option<&str>) -> Result<u8, Fail
     if let (Some(o), Some(sum)) = (v.as_object_mut(), crate::repo::binlogcat::summary(&files, chrono::Utc::now())) {
         o.insert("binlog".into(), serde_json::to_value(sum).map_err(|e| Failure::new(exit::ERROR, e))?);
     }
+    if let (Some(w), Some(o)) = (crate::job::pitr::window_json(&repo, &snap).await?, v.as_object_mut()) {
+        o.insert("recoverable_window".into(), w);
+    }
     if g.json {
         print_json(&v)?;
     } else {
@@ -300,6 +313,19 @@ async fn restore_cmd(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
     let opts = RestoreOptions { include: a.include, dry_run: a.dry_run, stream: a.stream };
     let repo = open_repo(g).await?;
     let snap = repo.find_snapshot(&a.snapshot, a.name.as_deref()).await?;
+    if let RestoreTarget::Dir(dir) = &target
+        && !opts.dry_run
+        && opts.include.is_empty()
+        && super::pitrcmd::wanted(&snap, &a.point)
+    {
+        let given = (a.snapshot != "latest").then_some(snap);
+        return super::pitrcmd::restore(g, repo, given, a.name.as_deref(), dir, &a.point).await;
+    }
+    if a.point.any() {
+        return Err(Failure::usage(
+            "--at, --at-lsn, --at-xid and --at-name apply to --target DIR without --dry-run or --include",
+        ));
+    }
     let started = std::time::Instant::now();
     let summary = restore::run_with(repo, &snap, &target, &opts).await?;
     let ms = started.elapsed().as_millis() as u64;
@@ -375,20 +401,23 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
     let result = check(&repo, read).await;
     guard.release().await?;
     let report = result?;
-    // Binlog continuity is checked from the catalog alone (docs/PITR.md).
+    // Point-in-time recovery needs unbroken logs: a hole is damage (docs/PITR.md).
+    // Binlog continuity is checked from its catalog alone.
     let logs = crate::repo::binlogcat::load_all(&repo).await?;
     let mut binlog_gaps = Vec::new();
     for n in crate::repo::binlogcat::names(&logs) {
         let (files, _) = crate::repo::binlogcat::current(&logs, &n);
         binlog_gaps.extend(crate::repo::binlogcat::gaps(&files).into_iter().map(|gap| (n.clone(), gap)));
     }
-    let clean = report.is_clean() && binlog_gaps.is_empty();
+    let wal_gaps = crate::job::pitr::wal_gaps(&repo, &repo.list_snapshots().await?).await?;
+    let clean = report.is_clean() && binlog_gaps.is_empty() && wal_gaps.is_empty();
     if g.json {
         let mut v = serde_json::to_value(&report).map_err(|e| Failure::new(exit::ERROR, e))?;
         if let Some(o) = v.as_object_mut() {
             let gaps: Vec<_> =
                 binlog_gaps.iter().map(|(n, gap)| serde_json::json!({ "name": n, "gap": gap })).collect();
             o.insert("binlog_gaps".into(), gaps.into());
+            o.insert("wal_gaps".into(), wal_gaps.clone().into());
         }
         print_json(&v)?;
     } else {
@@ -417,6 +446,9 @@ async fn check_cmd(g: &Global, a: CheckArgs) -> Result<u8, Failure> {
         }
         for (n, gap) in &binlog_gaps {
             outln!("BINLOG GAP in {n} after {}: {}", gap.after, gap.reason);
+        }
+        for gap in &wal_gaps {
+            outln!("WAL GAP {gap}");
         }
         outln!("{}", if clean { "no errors found" } else { "repository has errors" });
     }

@@ -10,7 +10,7 @@ use crate::target::db::{self, Replacement};
 use std::io::{BufRead, IsTerminal, Write};
 
 pub async fn run(g: &Global, a: RestoreArgs) -> Result<u8, Failure> {
-    if a.at.is_some() || a.at_gtid.is_some() || a.at_position.is_some() {
+    if a.point.any() || a.at_gtid.is_some() || a.at_position.is_some() {
         return super::pitr::run(g, a).await;
     }
     let to = a.to.as_deref().unwrap_or_default();

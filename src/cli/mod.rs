@@ -9,10 +9,12 @@ mod forget;
 mod keycmd;
 pub mod output;
 mod pitr;
+mod pitrcmd;
 mod policycmd;
 mod prunecmd;
 mod secrets;
 mod volume;
+mod walcmd;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -103,6 +105,12 @@ pub enum Command {
         #[arg(long)]
         policy: Option<String>,
     },
+    /// Archive one PostgreSQL WAL file (archive_command = 'drtool wal-push --config FILE %p').
+    WalPush(walcmd::WalPushArgs),
+    /// Fetch one archived WAL file (restore_command = 'drtool wal-fetch --config FILE %f "%p"').
+    WalFetch(walcmd::WalFetchArgs),
+    /// Create a WAL archive and write the configuration wal-push/wal-fetch read.
+    WalConfig(walcmd::WalConfigArgs),
 }
 
 #[derive(Args, Debug)]
@@ -256,6 +264,10 @@ pub struct BackupArgs {
     /// fsfreeze: thaw after this many seconds at the latest (the backup then fails).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub freeze_timeout: Option<u64>,
+    /// With --source postgres://...: a physical base backup (pg_basebackup) for
+    /// point-in-time recovery, instead of pg_dump (docs/PITR.md).
+    #[arg(long, requires = "source")]
+    pub physical: bool,
     /// Command whose stdout is backed up, after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -309,15 +321,15 @@ pub struct RestoreArgs {
     /// File holding the target server's password (else DRTOOL_TARGET_PASSWORD, MYSQL_PWD, PGPASSWORD).
     #[arg(long, value_name = "FILE", requires = "to")]
     pub to_password_file: Option<PathBuf>,
-    /// MySQL point-in-time recovery: restore the newest dump before TIME (RFC 3339), then
-    /// replay the captured binlog up to it (transactions whose events are all before TIME).
-    #[arg(long, value_name = "TIME", requires = "to", conflicts_with_all = ["at_gtid", "at_position"])]
-    pub at: Option<String>,
-    /// Like --at, up to and including the transaction with this GTID (DOMAIN-SERVER-SEQ).
-    #[arg(long, value_name = "GTID", requires = "to", conflicts_with = "at_position")]
+    #[command(flatten)]
+    pub point: pitrcmd::PointArgs,
+    /// MySQL point-in-time recovery (with --to): like --at, up to and including the
+    /// transaction with this GTID (DOMAIN-SERVER-SEQ).
+    #[arg(long, value_name = "GTID", requires = "to", conflicts_with_all = ["at", "at_position", "at_lsn", "at_xid", "at_name"])]
     pub at_gtid: Option<String>,
-    /// Like --at, replaying the events before FILE:POSITION (as SHOW MASTER STATUS reports it).
-    #[arg(long, value_name = "FILE:POS", requires = "to")]
+    /// MySQL point-in-time recovery (with --to): replay the events before FILE:POSITION (as
+    /// SHOW MASTER STATUS reports it).
+    #[arg(long, value_name = "FILE:POS", requires = "to", conflicts_with_all = ["at", "at_lsn", "at_xid", "at_name"])]
     pub at_position: Option<String>,
 }
 

@@ -13,10 +13,14 @@ use crate::target::db;
 use std::time::Instant;
 
 fn parse_at(a: &RestoreArgs) -> Result<At, Failure> {
-    match (&a.at, &a.at_gtid, &a.at_position) {
-        (Some(t), None, None) => chrono::DateTime::parse_from_rfc3339(t)
-            .map(|t| At::Time(t.with_timezone(&chrono::Utc)))
-            .map_err(|e| Failure::usage(format!("--at {t:?}: {e}; expected RFC 3339, e.g. 2026-01-31T14:05:00Z"))),
+    let p = &a.point;
+    if p.at_lsn.is_some() || p.at_xid.is_some() || p.at_name.is_some() {
+        return Err(Failure::usage(
+            "--at-lsn, --at-xid and --at-name are PostgreSQL targets: restore a physical snapshot with --target DIR",
+        ));
+    }
+    match (&p.at, &a.at_gtid, &a.at_position) {
+        (Some(t), None, None) => super::pitrcmd::parse_time(t).map(At::Time),
         (None, Some(g), None) => g.parse().map(At::Gtid).map_err(Failure::usage),
         (None, None, Some(p)) => {
             let bad =

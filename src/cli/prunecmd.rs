@@ -12,6 +12,7 @@ pub async fn run(g: &Global, a: PruneArgs) -> Result<u8, Failure> {
     let opts = PruneOptions { dry_run: a.dry_run, ..PruneOptions::default() };
     let started = std::time::Instant::now();
     let report = prune::prune(&repo, &opts).await?;
+    let wal = crate::job::walprune::prune_wal(&repo, a.dry_run).await?;
     let ms = started.elapsed().as_millis() as u64;
     if g.json {
         let mut v = serde_json::to_value(&report).map_err(|e| Failure::new(exit::ERROR, e))?;
@@ -20,10 +21,18 @@ pub async fn run(g: &Global, a: PruneArgs) -> Result<u8, Failure> {
             o.insert("pending_packs".into(), report.pending_packs().into());
             o.insert("pending_bytes".into(), report.pending_bytes().into());
             o.insert("duration_ms".into(), ms.into());
+            o.insert("wal".into(), serde_json::to_value(&wal).map_err(|e| Failure::new(exit::ERROR, e))?);
         }
         print_json(&v)?;
     } else {
         human(&report, ms)?;
+        let verb = if a.dry_run { "would remove" } else { "removed" };
+        if !wal.removed.is_empty() {
+            outln!("WAL: {verb} {} archived files no kept base backup needs", wal.removed.len());
+        }
+        for k in &wal.kept_whole {
+            outln!("WAL: kept {k}");
+        }
     }
     Ok(if report.damaged.is_empty() { exit::OK } else { exit::DAMAGED })
 }

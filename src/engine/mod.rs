@@ -9,6 +9,7 @@
 
 pub mod mongodb;
 pub mod mysql;
+pub mod pg_wal;
 pub mod postgres;
 mod secret;
 mod url;

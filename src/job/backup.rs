@@ -29,6 +29,8 @@ pub enum BackupSource {
     Database(DbUrl, Password),
     /// A block device or disk image, as one stream (docs/VOLUMES.md).
     Device(PathBuf),
+    /// A PostgreSQL physical base backup (docs/PITR.md).
+    PgPhysical(DbUrl, Password),
 }
 
 #[derive(Debug, Clone)]
@@ -213,5 +215,6 @@ fn feed(
         }
         BackupSource::Device(device) => super::volume::feed_device(feeder, device, views),
         BackupSource::Database(url, password) => super::dbbackup::feed_database(feeder, url, password, child),
+        BackupSource::PgPhysical(url, password) => super::pgbase::feed_physical(feeder, url, password, child),
     }
 }

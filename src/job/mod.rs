@@ -12,9 +12,13 @@ pub mod interrupt;
 mod notify;
 mod paths;
 pub mod pitr_mysql;
+pub mod pgbase;
+pub mod pitr;
 pub mod policyrun;
 pub mod restore;
 mod volume;
+pub mod wal;
+pub mod walprune;
 
 use crate::repo::RepoError;
 use crate::source::SourceError;

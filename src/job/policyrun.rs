@@ -133,10 +133,10 @@ fn source_password(url: &DbUrl, env: Option<&str>, file: Option<&Path>) -> Resul
 /// Build the backup request a policy describes.
 pub fn backup_request(p: &Policy) -> Result<BackupRequest, JobError> {
     let source = match &p.source {
-        Source::Database { url, password_env, password_file } => {
+        Source::Database { url, password_env, password_file, physical } => {
             let url = DbUrl::parse(url).map_err(|e| JobError::Usage(e.to_string()))?;
             let pw = source_password(&url, password_env.as_deref(), password_file.as_deref())?;
-            BackupSource::Database(url, pw)
+            if *physical { BackupSource::PgPhysical(url, pw) } else { BackupSource::Database(url, pw) }
         }
         Source::Command(argv) => BackupSource::Command(argv.clone()),
         Source::Paths(paths, options) => BackupSource::Paths(paths.clone(), options.clone()),

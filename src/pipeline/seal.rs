@@ -69,6 +69,23 @@ impl SealKey {
         Ok(out)
     }
 
+    /// Seal with a synthetic nonce (a keyed hash of `aad` and `plaintext`):
+    /// equal inputs give equal output, so a name can be found by value. This
+    /// reveals only equality, and a nonce repeats only with its message (SIV).
+    pub fn seal_deterministic(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut h = blake3::Hasher::new_keyed(&self.derive(b"synthetic nonce").0);
+        h.update(&(aad.len() as u64).to_le_bytes());
+        h.update(aad);
+        h.update(plaintext);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&h.finalize().as_bytes()[..NONCE_LEN]);
+        let ct = self
+            .cipher()
+            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
+            .map_err(|_| SealError::Authentication)?;
+        Ok([&nonce[..], &ct].concat())
+    }
+
     /// Verify and decrypt a message produced by [`SealKey::seal`] with the same `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         if sealed.len() < OVERHEAD {
@@ -97,6 +114,16 @@ mod tests {
         assert_eq!(key.open(b"blob", &bad), Err(SealError::Authentication));
         assert_eq!(SealKey::new([8; 32]).open(b"blob", &sealed), Err(SealError::Authentication));
         assert_eq!(key.open(b"blob", &sealed[..5]), Err(SealError::TooShort(5)));
+    }
+
+    #[test]
+    fn deterministic_sealing_repeats_only_for_equal_input() {
+        let key = SealKey::new([3; 32]);
+        let a = key.seal_deterministic(b"n", b"name").unwrap();
+        assert_eq!(a, key.seal_deterministic(b"n", b"name").unwrap());
+        assert_ne!(a, key.seal_deterministic(b"n", b"other").unwrap());
+        assert_ne!(a, key.seal_deterministic(b"m", b"name").unwrap());
+        assert_eq!(key.open(b"n", &a).unwrap(), b"name");
     }
 
     #[test]

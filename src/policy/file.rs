@@ -48,6 +48,8 @@ pub struct SourceSpec {
     /// Database password: from this environment variable, or this file.
     pub password_env: Option<String>,
     pub password_file: Option<String>,
+    /// postgres: "dump" (pg_dump, the default) or "physical" (base backups for PITR, docs/PITR.md).
+    pub method: Option<Spanned<String>>,
     /// command: argv; its stdout is the stream.
     pub command: Option<Vec<String>>,
     /// paths: files and directories.
@@ -150,7 +152,7 @@ pub struct PolicyError {
 /// Where a policy's source data comes from, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    Database { url: String, password_env: Option<String>, password_file: Option<PathBuf> },
+    Database { url: String, password_env: Option<String>, password_file: Option<PathBuf>, physical: bool },
     Command(Vec<String>),
     Paths(Vec<PathBuf>, crate::source::exclude::TreeOptions),
     Device(PathBuf),
@@ -416,14 +418,27 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
             if s.password_env.is_some() && s.password_file.is_some() {
                 cx.err(table, "source: give password_env or password_file, not both");
             }
+            let physical = match s.method.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+                None | Some(("dump", _)) => false,
+                Some(("physical", _)) if kind == "postgres" => true,
+                Some((m, span)) => {
+                    cx.err(
+                        span,
+                        format!("source.method {m:?} is not known for {kind}: use \"dump\" or (postgres) \"physical\""),
+                    );
+                    false
+                }
+            };
             Some(Source::Database {
                 url: url.get_ref().clone(),
                 password_env: s.password_env.clone(),
                 password_file: s.password_file.as_ref().map(PathBuf::from),
+                physical,
             })
         }
         "command" => {
             unexpected(cx, "url", s.url.is_some());
+            unexpected(cx, "method", s.method.is_some());
             unexpected(cx, "paths", s.paths.is_some());
             unexpected(cx, "device", s.device.is_some());
             match &s.command {
@@ -436,6 +451,7 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
         }
         "paths" => {
             unexpected(cx, "url", s.url.is_some());
+            unexpected(cx, "method", s.method.is_some());
             unexpected(cx, "command", s.command.is_some());
             unexpected(cx, "device", s.device.is_some());
             match &s.paths {
@@ -455,6 +471,7 @@ fn source(spec: &Spanned<SourceSpec>, cx: &mut Ctx<'_>) -> Option<Source> {
         }
         "device" => {
             unexpected(cx, "url", s.url.is_some());
+            unexpected(cx, "method", s.method.is_some());
             unexpected(cx, "command", s.command.is_some());
             unexpected(cx, "paths", s.paths.is_some());
             match &s.device {

@@ -82,6 +82,12 @@ impl MasterKey {
         blake3::derive_key(context, &self.0)
     }
 
+    /// The secret of the continuous log archives (docs/PITR.md). It opens
+    /// them only: no snapshot, index or pack key can be derived from it.
+    pub fn log_archive_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.derive("drtool v1 log archive"))
+    }
+
     pub fn derive_keys(&self) -> RepoKeys {
         let mut seed = self.derive("drtool v1 chunker seed");
         let chunker_seed = u64::from_le_bytes([seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7]]);

@@ -14,6 +14,7 @@ pub mod prune;
 pub mod reader;
 pub mod snapshot;
 pub mod tree;
+pub mod walcat;
 pub mod writer;
 
 use crate::pipeline::{ChunkerParams, compress, decompress_limited};
@@ -189,6 +190,10 @@ impl Repository {
     }
     pub fn current_slot(&self) -> &str {
         &self.slot
+    }
+    /// The secret of the log archives (WAL, binlog): see [`walcat`].
+    pub fn log_archive_secret(&self) -> walcat::ArchiveSecret {
+        walcat::ArchiveSecret::new(*self.master.log_archive_secret())
     }
 
     /// Seal and store a metadata object under `<dir>/<BLAKE3 of stored bytes>`.

@@ -11,8 +11,10 @@ pub mod mongo_archive;
 pub mod mongodb;
 pub mod mysql;
 pub mod mysql_dump;
+pub mod pg_physical;
 pub mod postgres;
 pub mod snapshot;
+pub mod tar_stream;
 pub mod tree;
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ pub mod device;
 pub mod mongodb;
 pub mod mysql;
 mod mysql_swap;
+pub mod pg_datadir;
 pub mod postgres;
 pub mod sparse;
 pub mod tree;

@@ -63,7 +63,7 @@ pub fn available() -> bool {
 }
 
 /// (uid, gid) of an OS account.
-fn os_user(name: &str) -> Option<(u32, u32)> {
+pub fn os_user(name: &str) -> Option<(u32, u32)> {
     let cname = std::ffi::CString::new(name).ok()?;
     // SAFETY: an all-zero passwd is a valid value to be overwritten.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
@@ -152,45 +152,21 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        let log = dir.join("postgres.log");
-        for attempt in 1..=5 {
-            let port = free_port();
-            let mut cmd = Command::new(bin.join("postgres"));
-            cmd.arg("-D").arg(&data).arg("-p").arg(port.to_string()).arg("-k").arg(&data);
-            // Throw-away clusters: crash safety only costs time here.
-            for setting in ["listen_addresses=127.0.0.1", "fsync=off", "full_page_writes=off", "synchronous_commit=off"]
-            {
-                cmd.args(["-c", setting]);
-            }
-            cmd.args(opts);
-            as_owner(&mut cmd, owner, &dir);
-            let mut child = spawn_server(cmd, &log, "postgres");
-            // SIGQUIT is an immediate shutdown that takes the backends down too.
-            let mut watchdog = watchdog(child.id(), "QUIT", &dir);
-            let probe = || run_client(psql_cmd(&psql, port, &password, "postgres", "2"), b"SELECT 1").map(|_| ());
-            match wait_ready(&mut child, std::slice::from_ref(&log), probe) {
-                Startup::Ready => {
-                    eprintln!("postgres ready on port {port} in {:.2?} ({})", started.elapsed(), dir.display());
-                    return Some(Postgres {
-                        port,
-                        user: USER.to_string(),
-                        password,
-                        dir,
-                        data,
-                        bin,
-                        pid: child.id(),
-                        psql,
-                        child,
-                        watchdog,
-                        _tmp: tmp,
-                    });
-                }
-                Startup::PortInUse if attempt < 5 => _ = stop(&mut watchdog, libc::SIGKILL, Duration::ZERO),
-                Startup::PortInUse => abort(&mut child, &mut watchdog, libc::SIGQUIT, "ports kept colliding".into()),
-                Startup::Failed(why) => abort(&mut child, &mut watchdog, libc::SIGQUIT, why),
-            }
+        Some(launch(tmp, data, bin, psql, owner, password, opts, started))
+    }
+
+    /// Start a server on an existing data directory (one restored by drtool,
+    /// owned by the postgres account when root), whose superuser `postgres`
+    /// has `password`. Panics when it does not start.
+    pub fn start_existing(data: PathBuf, password: &str, opts: &[&str]) -> Postgres {
+        let bin = bin_dir().expect("PostgreSQL is installed");
+        let psql = Some(bin.join("psql")).filter(|p| p.is_file()).or_else(|| find_bin("psql")).expect("psql");
+        let owner = if is_root() { os_user(USER) } else { None };
+        let tmp = tempfile::Builder::new().prefix("drtool-postgres-").tempdir().expect("tempdir");
+        if owner.is_some() {
+            set_mode(tmp.path(), 0o711);
         }
-        unreachable!("the last attempt returns or panics")
+        launch(tmp, data, bin, psql, owner, password.to_string(), opts, Instant::now())
     }
 
     /// The server of this test binary, shared by its tests and started on first use.
@@ -248,6 +224,59 @@ impl Postgres {
             ),
         )
     }
+}
+
+/// Start `postgres` on `data` (an initialised cluster) on a free port, retrying port collisions.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    tmp: tempfile::TempDir,
+    data: PathBuf,
+    bin: PathBuf,
+    psql: PathBuf,
+    owner: Option<(u32, u32)>,
+    password: String,
+    opts: &[&str],
+    started: Instant,
+) -> Postgres {
+    let dir = tmp.path().to_path_buf();
+    let log = dir.join("postgres.log");
+    for attempt in 1..=5 {
+        let port = free_port();
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D").arg(&data).arg("-p").arg(port.to_string()).arg("-k").arg(&data);
+        // Throw-away clusters: crash safety only costs time here.
+        for setting in ["listen_addresses=127.0.0.1", "fsync=off", "full_page_writes=off", "synchronous_commit=off"] {
+            cmd.args(["-c", setting]);
+        }
+        cmd.args(opts);
+        as_owner(&mut cmd, owner, &dir);
+        let mut child = spawn_server(cmd, &log, "postgres");
+        // SIGQUIT is an immediate shutdown that takes the backends down too.
+        let mut watchdog = watchdog(child.id(), "QUIT", &dir);
+        let probe = || run_client(psql_cmd(&psql, port, &password, "postgres", "2"), b"SELECT 1").map(|_| ());
+        match wait_ready(&mut child, std::slice::from_ref(&log), probe) {
+            Startup::Ready => {
+                eprintln!("postgres ready on port {port} in {:.2?} ({})", started.elapsed(), dir.display());
+                return Postgres {
+                    port,
+                    user: USER.to_string(),
+                    password,
+                    dir,
+                    data,
+                    bin,
+                    pid: child.id(),
+                    psql,
+                    child,
+                    watchdog,
+                    _tmp: tmp,
+                };
+            }
+            Startup::PortInUse if attempt < 5 => _ = stop(&mut watchdog, libc::SIGKILL, Duration::ZERO),
+            Startup::PortInUse => abort(&mut child, &mut watchdog, libc::SIGQUIT, "ports kept colliding".into()),
+            Startup::Failed(why) => abort(&mut child, &mut watchdog, libc::SIGQUIT, why),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
 }
 
 fn psql_cmd(psql: &Path, port: u16, password: &str, db: &str, connect_timeout: &str) -> Command {
