@@ -11,6 +11,7 @@ mod notify;
 mod paths;
 pub mod policyrun;
 pub mod restore;
+pub mod restore_batch;
 mod volume;
 
 use crate::repo::RepoError;

@@ -7,6 +7,7 @@
 
 use super::JobError;
 use super::include::Includes;
+use super::restore_batch::{FileBatch, PendingFile};
 use crate::pipeline::ChunkId;
 use crate::repo::index::Index;
 use crate::repo::reader::{read_stream, read_tree};
@@ -222,7 +223,8 @@ async fn restore_file(
 
 /// Restore the selected `nodes` of a tree (parents come before children).
 /// `all` is the whole tree when `nodes` is a selection: a hard link whose
-/// first name was not selected gets that file's content instead.
+/// first name was not selected gets that file's content instead. File
+/// contents are written a batch of files at a time (job/restore_batch.rs).
 async fn restore_tree(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
@@ -232,6 +234,7 @@ async fn restore_tree(
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
     let mut dirs = Vec::new();
+    let mut batch = FileBatch::default();
     // Name a file was recorded under -> name it was restored under.
     let mut placed: HashMap<&RawPath, RawPath> = HashMap::new();
     let mut files_by_path: Option<HashMap<&RawPath, &Node>> = None;
@@ -240,6 +243,8 @@ async fn restore_tree(
             let first =
                 node.target.as_ref().ok_or_else(|| RepoError::corrupt("tree metadata", "hard link without target"))?;
             if let Some(at) = placed.get(first) {
+                // The file linked to must be complete before it gets a second name.
+                finish_batch(repo, index, std::mem::take(&mut batch), summary).await?;
                 let link = Node { target: Some(at.clone()), ..node.clone() };
                 create_node(dir, &link)?;
                 summary.hardlinks += 1;
@@ -252,13 +257,13 @@ async fn restore_tree(
             })?;
             // The first name is not restored: this one takes the content.
             let substitute = Node { path: node.path.clone(), ..(*orig).clone() };
-            restore_tree_file(repo, index, dir, &substitute, summary).await?;
+            queue_tree_file(repo, index, dir, substitute, &mut batch, summary).await?;
             placed.insert(first, node.path.clone());
             continue;
         }
         match node.kind {
             NodeKind::File => {
-                restore_tree_file(repo, index, dir, node, summary).await?;
+                queue_tree_file(repo, index, dir, node.clone(), &mut batch, summary).await?;
                 placed.insert(&node.path, node.path.clone());
             }
             NodeKind::Dir => {
@@ -274,6 +279,7 @@ async fn restore_tree(
             NodeKind::Hardlink => {}
         }
     }
+    finish_batch(repo, index, batch, summary).await?;
     // Children first: writing into a directory changes its mtime.
     for (path, node) in dirs.iter().rev() {
         apply_metadata(path, node, &mut summary.warnings)?;
@@ -281,17 +287,35 @@ async fn restore_tree(
     Ok(())
 }
 
-async fn restore_tree_file(
+/// Create a file of the tree and add it to `batch`, filling the batch once it is full.
+async fn queue_tree_file(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
     dir: &Path,
-    node: &Node,
+    node: Node,
+    batch: &mut FileBatch,
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
-    let (path, file) = create_node(dir, node)?;
+    let (path, file) = create_node(dir, &node)?;
     let file = file.ok_or_else(|| RepoError::Pipeline("no file to restore into".into()))?;
-    summary.bytes += restore_file(repo, index, &node.chunks, file, &path).await?;
-    summary.files += 1;
-    apply_metadata(&path, node, &mut summary.warnings)?;
+    batch.push(PendingFile { path, file, node });
+    if batch.is_full() {
+        finish_batch(repo, index, std::mem::take(batch), summary).await?;
+    }
+    Ok(())
+}
+
+/// Write the content of the batch's files, then apply their metadata.
+async fn finish_batch(
+    repo: &Arc<Repository>,
+    index: &Arc<Index>,
+    batch: FileBatch,
+    summary: &mut RestoreSummary,
+) -> Result<(), JobError> {
+    for f in batch.fill(repo, index).await? {
+        summary.bytes += f.size;
+        summary.files += 1;
+        apply_metadata(&f.path, &f.node, &mut summary.warnings)?;
+    }
     Ok(())
 }

@@ -374,6 +374,10 @@ impl Store for S3Store {
     fn upload_concurrency(&self) -> usize {
         self.opts.upload_concurrency
     }
+
+    fn read_concurrency(&self) -> usize {
+        self.opts.read_concurrency
+    }
 }
 
 /// Connect timeout for new connections; an attempt may take longer (large parts).

@@ -56,7 +56,6 @@ pub enum RestoreError {
     },
 }
 
-
 pub trait DatabaseTarget: Send {
     fn engine(&self) -> Engine;
     /// The server, as shown in plans and errors.

@@ -423,6 +423,5 @@ fn distinct_mounts(paths: &[PathBuf], runner: &dyn Runner) -> Result<Vec<Mount>,
     Ok(out)
 }
 
-
 /// An error and its causes on one line (for logs, where `{:#}` is not applied).
 pub use crate::repo::error::chain as error_chain;
