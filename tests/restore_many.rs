@@ -122,9 +122,28 @@ fn damaged_pack_of_small_files_fails_and_leaves_no_wrong_file(b: Backend) {
     }
 }
 
+/// A restore that fails on a later file (a directory in the way) must not
+/// leave the files created for a batch still waiting for their content.
+fn failure_before_a_batch_is_filled_leaves_no_empty_files(b: Backend) {
+    let repo = Repo::init_on(b);
+    let root = repo.scratch("src").join("vol");
+    small_files(&root, 300, 6);
+    let v = repo.backup_paths(&[&root]);
+    let target = repo.scratch("restore");
+    std::fs::create_dir_all(target.join("vol/d4/f0299/in-the-way")).unwrap();
+    let out = repo.restore_target(text(&v, "snapshot_id"), &target, &[]);
+    assert!(!out.status.success(), "the directory in the way must fail the restore");
+    let want = files_below(&root);
+    let got = files_below(&target.join("vol"));
+    for (path, data) in got {
+        assert!(want.get(&path) == Some(&data), "{} was left behind with wrong content", path.display());
+    }
+}
+
 backend_tests! {
     mixed_tree_restores_byte_for_byte,
     damaged_pack_of_small_files_fails_and_leaves_no_wrong_file,
+    failure_before_a_batch_is_filled_leaves_no_empty_files,
 }
 
 /// GetObject requests the Garage server has answered so far (its Prometheus metrics).

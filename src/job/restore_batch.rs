@@ -66,18 +66,29 @@ impl FileBatch {
 
     /// Write the content of every file of the batch. On error every file of
     /// the batch is removed.
-    pub async fn fill(self, repo: &Arc<Repository>, index: &Index) -> Result<Vec<FilledFile>, JobError> {
-        if self.files.is_empty() {
+    pub async fn fill(mut self, repo: &Arc<Repository>, index: &Index) -> Result<Vec<FilledFile>, JobError> {
+        let files = std::mem::take(&mut self.files);
+        if files.is_empty() {
             return Ok(Vec::new());
         }
-        let paths: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
-        let result = write_all(repo, index, self.files).await;
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        let result = write_all(repo, index, files).await;
         if result.is_err() {
             for p in &paths {
                 let _ = std::fs::remove_file(p);
             }
         }
         result
+    }
+}
+
+/// A batch dropped unfilled (the restore failed elsewhere) holds empty files
+/// that must not pass for restored ones.
+impl Drop for FileBatch {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(&f.path);
+        }
     }
 }
 
