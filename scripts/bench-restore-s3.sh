@@ -11,12 +11,17 @@
 #   BENCH_FILES       number of files (default 10000), 100 per directory, 2-4 KB of random bytes
 #   BENCH_LATENCY_MS  delay the proxy adds to each request (default 20)
 #   BENCH_VARIANTS    which restores to time (default "local s3 s3-latency")
+#   BENCH_RUNS        rounds over the variants (default 3); the summary gives the
+#                     fastest and the median run of each (a loaded machine is noisy)
+#   BENCH_RESTORE_DIR where the restores are written (default: the work directory under
+#                     /var/tmp); /dev/shm takes the disk (and its noise) out of the figures
 #   BENCH_BUILD       1 (default) runs `cargo build --release` first; 0 skips it
 #   DRTOOL_BIN        drtool binary (default target/release/drtool)
 #
 # The restores write into fresh directories of a fresh work directory; nothing
 # is deleted between timed runs (ext4 creates files slowly right after a mass
-# deletion, which would be measured instead of drtool). Each restored tree is
+# deletion, which would be measured instead of drtool; on a disk mounted with
+# `discard`, wait a minute between invocations). Each restored tree is
 # compared byte for byte with the input (diff -r). Printed per restore: the
 # wall time of the whole command (opening the repository, whose Argon2id key
 # derivation takes a fixed ~0.5 s, included) and the restore's own duration.
@@ -30,6 +35,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/drtool-bench-restore}
 FILES=${BENCH_FILES:-10000}
 LATENCY_MS=${BENCH_LATENCY_MS:-20}
 VARIANTS=${BENCH_VARIANTS:-local s3 s3-latency}
+RUNS=${BENCH_RUNS:-3}
 BIN=${DRTOOL_BIN:-$ROOT/target/release/drtool}
 TREE=$BENCH_DIR/small-$FILES
 
@@ -56,7 +62,10 @@ EOF
 fi
 
 WORK=$(mktemp -d /var/tmp/drtool-bench-restore-s3.XXXXXX)
+OUT=$WORK
+if [ -n "${BENCH_RESTORE_DIR:-}" ]; then OUT=$(mktemp -d "$BENCH_RESTORE_DIR/drtool-bench-restore.XXXXXX"); fi
 cleanup() {
+    rm -rf "$OUT"
     [ -f "$WORK/proxy.pid" ] && kill "$(cat "$WORK/proxy.pid")" 2>/dev/null
     "$SCRIPT_DIR/garage.sh" stop "$WORK/garage" >/dev/null 2>&1 || true
     rm -rf "$WORK"
@@ -86,22 +95,30 @@ done
 sync
 
 echo "restore of $FILES files ($(du -sb --exclude=.complete "$TREE" | cut -f1) bytes); latency variant: +$LATENCY_MS ms per request"
-printf "%-18s %9s %11s  %s\n" variant "wall s" "restore s" verified
+printf "%-18s %4s %9s %11s  %s\n" variant run "wall s" "restore s" verified
+for run in $(seq 1 "$RUNS"); do
+    for v in $VARIANTS; do
+        case $v in
+            local) repo=$LOCAL_REPO; endpoint=$DIRECT ;;
+            s3) repo=$S3_REPO; endpoint=$DIRECT ;;
+            s3-latency) repo=$S3_REPO; endpoint=$PROXIED ;;
+            *) echo "unknown variant $v" >&2; exit 2 ;;
+        esac
+        out=$OUT/restore-$v-$run
+        t0=$(now)
+        json=$(AWS_ENDPOINT_URL=$endpoint "$BIN" --json --repo "$repo" restore latest --target "$out")
+        wall=$(secs "$t0" "$(now)")
+        ms=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["duration_ms"])' "$json")
+        # The tree is restored under its base name; .complete is not part of the comparison.
+        restored=$out/$(basename "$TREE")
+        if diff -r --exclude=.complete "$TREE" "$restored" >/dev/null; then ok=identical; else ok=DIFFERENT; fi
+        printf "%-18s %4s %9s %11.2f  %s\n" "$v" "$run" "$wall" "$(awk -v m="$ms" 'BEGIN { print m / 1000 }')" "$ok"
+        echo "$v $wall" >> "$WORK/times"
+        [ "$ok" = identical ] || exit 1
+    done
+done
+echo "wall seconds per variant (fastest / median of $RUNS):"
 for v in $VARIANTS; do
-    case $v in
-        local) repo=$LOCAL_REPO; endpoint=$DIRECT ;;
-        s3) repo=$S3_REPO; endpoint=$DIRECT ;;
-        s3-latency) repo=$S3_REPO; endpoint=$PROXIED ;;
-        *) echo "unknown variant $v" >&2; exit 2 ;;
-    esac
-    out=$WORK/restore-$v
-    t0=$(now)
-    json=$(AWS_ENDPOINT_URL=$endpoint "$BIN" --json --repo "$repo" restore latest --target "$out")
-    wall=$(secs "$t0" "$(now)")
-    ms=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["duration_ms"])' "$json")
-    # The tree is restored under its base name; .complete is not part of the comparison.
-    restored=$out/$(basename "$TREE")
-    if diff -r --exclude=.complete "$TREE" "$restored" >/dev/null; then ok=identical; else ok=DIFFERENT; fi
-    printf "%-18s %9s %11.2f  %s\n" "$v" "$wall" "$(awk -v m="$ms" 'BEGIN { print m / 1000 }')" "$ok"
-    [ "$ok" = identical ] || exit 1
+    sort -n -k2 <(grep "^$v " "$WORK/times") | awk -v v="$v" '{ t[NR] = $2 } END {
+        printf "  %-16s %7.2f / %7.2f\n", v, t[1], t[int((NR + 1) / 2)] }'
 done

@@ -7,7 +7,7 @@
 
 use super::JobError;
 use super::include::Includes;
-use super::restore_batch::{FileBatch, PendingFile};
+use super::restore_batch::{FileBatch, FillQueue, PendingFile};
 use crate::pipeline::ChunkId;
 use crate::repo::index::Index;
 use crate::repo::reader::{read_stream, read_tree};
@@ -234,7 +234,7 @@ async fn restore_tree(
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
     let mut dirs = Vec::new();
-    let mut batch = FileBatch::default();
+    let (mut batch, mut queue) = (FileBatch::default(), FillQueue::new(repo, index));
     // Name a file was recorded under -> name it was restored under.
     let mut placed: HashMap<&RawPath, RawPath> = HashMap::new();
     let mut files_by_path: Option<HashMap<&RawPath, &Node>> = None;
@@ -244,7 +244,7 @@ async fn restore_tree(
                 node.target.as_ref().ok_or_else(|| RepoError::corrupt("tree metadata", "hard link without target"))?;
             if let Some(at) = placed.get(first) {
                 // The file linked to must be complete before it gets a second name.
-                finish_batch(repo, index, std::mem::take(&mut batch), summary).await?;
+                flush(&mut queue, &mut batch, true, summary).await?;
                 let link = Node { target: Some(at.clone()), ..node.clone() };
                 create_node(dir, &link)?;
                 summary.hardlinks += 1;
@@ -257,13 +257,13 @@ async fn restore_tree(
             })?;
             // The first name is not restored: this one takes the content.
             let substitute = Node { path: node.path.clone(), ..(*orig).clone() };
-            queue_tree_file(repo, index, dir, substitute, &mut batch, summary).await?;
+            queue_tree_file(&mut queue, dir, substitute, &mut batch, summary).await?;
             placed.insert(first, node.path.clone());
             continue;
         }
         match node.kind {
             NodeKind::File => {
-                queue_tree_file(repo, index, dir, node.clone(), &mut batch, summary).await?;
+                queue_tree_file(&mut queue, dir, node.clone(), &mut batch, summary).await?;
                 placed.insert(&node.path, node.path.clone());
             }
             NodeKind::Dir => {
@@ -279,7 +279,7 @@ async fn restore_tree(
             NodeKind::Hardlink => {}
         }
     }
-    finish_batch(repo, index, batch, summary).await?;
+    flush(&mut queue, &mut batch, true, summary).await?;
     // Children first: writing into a directory changes its mtime.
     for (path, node) in dirs.iter().rev() {
         apply_metadata(path, node, &mut summary.warnings)?;
@@ -287,10 +287,10 @@ async fn restore_tree(
     Ok(())
 }
 
-/// Create a file of the tree and add it to `batch`, filling the batch once it is full.
+/// Create a file of the tree and add it to `batch`, handing the batch to the
+/// queue once it is full.
 async fn queue_tree_file(
-    repo: &Arc<Repository>,
-    index: &Arc<Index>,
+    queue: &mut FillQueue,
     dir: &Path,
     node: Node,
     batch: &mut FileBatch,
@@ -300,19 +300,24 @@ async fn queue_tree_file(
     let file = file.ok_or_else(|| RepoError::Pipeline("no file to restore into".into()))?;
     batch.push(PendingFile { path, file, node });
     if batch.is_full() {
-        finish_batch(repo, index, std::mem::take(batch), summary).await?;
+        flush(queue, batch, false, summary).await?;
     }
     Ok(())
 }
 
-/// Write the content of the batch's files, then apply their metadata.
-async fn finish_batch(
-    repo: &Arc<Repository>,
-    index: &Arc<Index>,
-    batch: FileBatch,
+/// Hand `batch` to the queue (and with `all`, wait for every batch), then
+/// apply the metadata of the files whose content is complete.
+async fn flush(
+    queue: &mut FillQueue,
+    batch: &mut FileBatch,
+    all: bool,
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
-    for f in batch.fill(repo, index).await? {
+    let mut done = queue.push(std::mem::take(batch)).await?;
+    if all {
+        done.extend(queue.drain().await?);
+    }
+    for f in done {
         summary.bytes += f.size;
         summary.files += 1;
         apply_metadata(&f.path, &f.node, &mut summary.warnings)?;

@@ -7,8 +7,11 @@
 //! (repo/restore_plan.rs: neighbouring blobs in one request, several requests
 //! in flight, each blob verified before it is written) and writes each chunk
 //! where it belongs with positioned writes, leaving zero blocks as holes.
-//! Only when every file of the batch is complete does the caller get them
-//! back to apply metadata; if anything fails, every file of the batch is
+//! A [`FillQueue`] fills up to [`DEPTH`] batches at once while the caller
+//! creates the files of the next: a request's latency (and a server's Nagle
+//! stall) is then paid once per several batches. Only when every file of a
+//! batch is complete does the caller get them back to apply metadata; if
+//! anything fails (or the restore is abandoned), every file of the batch is
 //! removed, so a damaged snapshot never leaves a plausible-looking but wrong
 //! file.
 
@@ -18,15 +21,21 @@ use crate::repo::restore_plan::{Place, ReadPlan};
 use crate::repo::tree::Node;
 use crate::repo::{RepoError, Repository};
 use crate::target::sparse::write_sparse_at;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
-/// Files open at once in a batch: far below the usual 1024 descriptors.
-pub const MAX_FILES: usize = 256;
+/// Files in a batch. With [`DEPTH`] batches being filled and one being
+/// gathered, at most 512 files are open: far below the usual 1024 descriptors.
+pub const MAX_FILES: usize = 128;
 /// A batch is closed once its files hold this much content (one larger file
 /// makes a batch of its own; memory is bounded by the reads, not by this).
-pub const MAX_BYTES: u64 = 64 << 20;
+pub const MAX_BYTES: u64 = 32 << 20;
+/// Batches being filled at once.
+pub const DEPTH: usize = 3;
 
 /// A created, still empty file and the node it restores.
 pub struct PendingFile {
@@ -64,21 +73,20 @@ impl FileBatch {
         self.files.is_empty()
     }
 
-    /// Write the content of every file of the batch. On error every file of
-    /// the batch is removed.
-    pub async fn fill(mut self, repo: &Arc<Repository>, index: &Index) -> Result<Vec<FilledFile>, JobError> {
+    /// Write the content of every file of the batch, `permits` limiting the
+    /// store reads in flight. On error, or if this future is dropped before it
+    /// finishes, every file of the batch is removed.
+    async fn fill(
+        mut self,
+        repo: Arc<Repository>,
+        index: Arc<Index>,
+        permits: Arc<Semaphore>,
+    ) -> Result<Vec<FilledFile>, JobError> {
         let files = std::mem::take(&mut self.files);
-        if files.is_empty() {
-            return Ok(Vec::new());
-        }
-        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-        let result = write_all(repo, index, files).await;
-        if result.is_err() {
-            for p in &paths {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-        result
+        let mut guard = RemoveOnDrop(files.iter().map(|f| f.path.clone()).collect());
+        let filled = write_all(&repo, &index, &permits, files).await?;
+        guard.0.clear();
+        Ok(filled)
     }
 }
 
@@ -92,9 +100,77 @@ impl Drop for FileBatch {
     }
 }
 
+/// Removes the files of a batch unless their content was completed.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Batches being filled in the background, oldest first. Dropping the queue
+/// abandons them (their files are removed).
+pub struct FillQueue {
+    repo: Arc<Repository>,
+    index: Arc<Index>,
+    /// Store reads in flight across all batches (memory stays bounded).
+    permits: Arc<Semaphore>,
+    running: VecDeque<JoinHandle<Result<Vec<FilledFile>, JobError>>>,
+}
+
+impl FillQueue {
+    pub fn new(repo: &Arc<Repository>, index: &Arc<Index>) -> Self {
+        let permits = Arc::new(Semaphore::new(repo.store().read_concurrency().max(1)));
+        Self { repo: repo.clone(), index: index.clone(), permits, running: VecDeque::new() }
+    }
+
+    /// Start filling `batch`. While more than [`DEPTH`] batches are being
+    /// filled, wait for the oldest; returns the files of those that finished.
+    pub async fn push(&mut self, batch: FileBatch) -> Result<Vec<FilledFile>, JobError> {
+        if !batch.is_empty() {
+            let fill = batch.fill(self.repo.clone(), self.index.clone(), self.permits.clone());
+            self.running.push_back(tokio::spawn(fill));
+        }
+        let mut done = Vec::new();
+        while self.running.len() > DEPTH {
+            done.extend(self.wait_oldest().await?);
+        }
+        Ok(done)
+    }
+
+    /// Wait for every batch; their files, oldest batch first.
+    pub async fn drain(&mut self) -> Result<Vec<FilledFile>, JobError> {
+        let mut done = Vec::new();
+        while !self.running.is_empty() {
+            done.extend(self.wait_oldest().await?);
+        }
+        Ok(done)
+    }
+
+    async fn wait_oldest(&mut self) -> Result<Vec<FilledFile>, JobError> {
+        match self.running.pop_front() {
+            Some(task) => task.await.map_err(|e| RepoError::Pipeline(format!("restore writer: {e}")))?,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for FillQueue {
+    fn drop(&mut self) {
+        // An aborted fill drops its RemoveOnDrop guard: no half-written file stays.
+        for task in &self.running {
+            task.abort();
+        }
+    }
+}
+
 async fn write_all(
     repo: &Arc<Repository>,
     index: &Index,
+    permits: &Arc<Semaphore>,
     files: Vec<PendingFile>,
 ) -> Result<Vec<FilledFile>, JobError> {
     let chunks: Vec<&[crate::pipeline::ChunkId]> = files.iter().map(|f| &f.node.chunks[..]).collect();
@@ -108,7 +184,7 @@ async fn write_all(
         let (path, file) = &targets[place.dest];
         write_sparse_at(file, place.offset, data).map_err(|e| RepoError::io(path.display().to_string(), e))
     });
-    plan.execute(repo, sink).await?;
+    plan.execute(repo, permits, sink).await?;
     // Every read has finished, so the sink and its references to the files are gone.
     let handles = Arc::try_unwrap(handles).map_err(|_| RepoError::Pipeline("restore writer still busy".into()))?;
     let mut out = Vec::with_capacity(handles.len());

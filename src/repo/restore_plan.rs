@@ -24,6 +24,7 @@ use crate::pipeline::ChunkId;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// A range read stops growing at this many bytes (unless one blob is larger).
 pub const MAX_FETCH: u64 = 4 << 20;
@@ -113,18 +114,20 @@ impl ReadPlan {
         self.fetches.len()
     }
 
-    /// Run the reads, `repo.store().read_concurrency()` at a time, and hand
-    /// every verified blob to `sink` once per place, on a blocking thread (the
-    /// sink usually writes to files). Places arrive in no particular order.
+    /// Run the reads, `repo.store().read_concurrency()` at a time and no
+    /// more than `permits` allows (one permit per read, held until its blobs
+    /// are delivered, shared by plans executed side by side), and hand every
+    /// verified blob to `sink` once per place, on a blocking thread (the sink
+    /// usually writes to files). Places arrive in no particular order.
     /// Returns the plaintext bytes delivered. On error, reads still running
     /// are abandoned; the sink may have been called for other blobs.
-    pub async fn execute<F>(self, repo: &Arc<Repository>, sink: Arc<F>) -> Result<u64>
+    pub async fn execute<F>(self, repo: &Arc<Repository>, permits: &Arc<Semaphore>, sink: Arc<F>) -> Result<u64>
     where
         F: Fn(Place, &[u8]) -> Result<()> + Send + Sync + 'static,
     {
         let concurrency = repo.store().read_concurrency().max(1);
         stream::iter(self.fetches)
-            .map(|f| run_fetch(repo, f, sink.clone()))
+            .map(|f| run_fetch(repo, permits, f, sink.clone()))
             .buffer_unordered(concurrency)
             .try_fold(0u64, |total, n| async move { Ok(total + n) })
             .await
@@ -132,10 +135,11 @@ impl ReadPlan {
 }
 
 /// Read one range, then open each blob in it and deliver it.
-async fn run_fetch<F>(repo: &Arc<Repository>, f: Fetch, sink: Arc<F>) -> Result<u64>
+async fn run_fetch<F>(repo: &Arc<Repository>, permits: &Arc<Semaphore>, f: Fetch, sink: Arc<F>) -> Result<u64>
 where
     F: Fn(Place, &[u8]) -> Result<()> + Send + Sync + 'static,
 {
+    let permit = permits.clone().acquire_owned().await.map_err(|e| RepoError::Pipeline(e.to_string()))?;
     let sealed = repo.store().get_range(&f.pack.object_name(), f.start, f.end - f.start).await.map_err(|e| {
         if e.is_not_found() {
             RepoError::corrupt(format!("pack {}", f.pack), "missing from the store")
@@ -145,6 +149,7 @@ where
     })?;
     let repo = repo.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let key = repo.keys().data.derive(&f.salt);
         let mut delivered = 0u64;
         for blob in &f.blobs {
