@@ -286,8 +286,7 @@ fn an_interrupted_drill_leaves_nothing_behind() {
     assert!(wait_until(Duration::from_secs(20), || !datadir.exists()), "{} left behind", datadir.display());
     if let Some(port) = port {
         let datadir = datadir.to_string_lossy();
-        let left: Vec<_> =
-            common::procs::port_holders(port).into_iter().filter(|(_, c)| c.contains(datadir.as_ref())).collect();
+        let left: Vec<_> = common::procs::port_holders(port).into_iter().filter(|(_, c)| c.contains(datadir.as_ref())).collect();
         assert!(left.is_empty(), "port {port} still held by the interrupted drill's server: {left:?}");
     }
 }

@@ -11,10 +11,10 @@
 mod procs;
 
 use drtool::drill::scratch::{Scratch, ScratchError, ScratchKind};
+use procs::{port_holders, processes};
 use drtool::engine::mysql::MysqlConn;
 use drtool::engine::postgres::PgConn;
 use drtool::engine::{DbUrl, Password};
-use procs::{port_holders, processes};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

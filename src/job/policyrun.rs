@@ -227,6 +227,7 @@ pub async fn run(p: &Policy, repo: Arc<Repository>) -> (RunReport, Option<JobErr
     (report, error)
 }
 
+
 async fn count_named(repo: &Repository, name: &str) -> u64 {
     repo.list_snapshots().await.map(|v| v.iter().filter(|s| s.manifest.name == name).count() as u64).unwrap_or(0)
 }

@@ -56,6 +56,7 @@ pub enum RestoreError {
     },
 }
 
+
 pub trait DatabaseTarget: Send {
     fn engine(&self) -> Engine;
     /// The server, as shown in plans and errors.

@@ -423,5 +423,6 @@ fn distinct_mounts(paths: &[PathBuf], runner: &dyn Runner) -> Result<Vec<Mount>,
     Ok(out)
 }
 
+
 /// An error and its causes on one line (for logs, where `{:#}` is not applied).
 pub use crate::repo::error::chain as error_chain;
