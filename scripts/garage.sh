@@ -112,6 +112,7 @@ AWS_ACCESS_KEY_ID=$id
 AWS_SECRET_ACCESS_KEY=$secret_key
 DRTOOL_TEST_S3_BUCKET=drtool-test
 GARAGE_S3_PORT=$s3
+GARAGE_ADMIN_PORT=$admin
 GARAGE_PID=$(cat "$dir/pid")
 ENV
     cat "$dir/env"

@@ -16,6 +16,7 @@ pub mod pgbase;
 pub mod pitr;
 pub mod policyrun;
 pub mod restore;
+pub mod restore_batch;
 mod volume;
 pub mod wal;
 pub mod walprune;

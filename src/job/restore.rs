@@ -16,6 +16,7 @@
 
 use super::JobError;
 use super::include::{Includes, original_path};
+use super::restore_batch::{FileBatch, FillQueue, PendingFile};
 use crate::pipeline::ChunkId;
 use crate::repo::index::Index;
 use crate::repo::reader::{read_stream, read_tree};
@@ -401,7 +402,8 @@ async fn restore_new_file(
 
 /// Restore the selected `nodes` of a tree (parents come before children).
 /// `all` is the whole tree when `nodes` is a selection: a hard link whose
-/// first name was not selected gets that file's content instead.
+/// first name was not selected gets that file's content instead. File
+/// contents are written a batch of files at a time (job/restore_batch.rs).
 async fn restore_tree(
     repo: &Arc<Repository>,
     index: &Arc<Index>,
@@ -411,6 +413,7 @@ async fn restore_tree(
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
     let mut dirs = Vec::new();
+    let (mut batch, mut queue) = (FileBatch::default(), FillQueue::new(repo, index));
     // Name a file was recorded under -> name it was restored under.
     let mut placed: HashMap<&RawPath, RawPath> = HashMap::new();
     let mut files_by_path: Option<HashMap<&RawPath, &Node>> = None;
@@ -422,6 +425,8 @@ async fn restore_tree(
                     .as_ref()
                     .ok_or_else(|| RepoError::corrupt("tree metadata", "hard link without target"))?;
                 if let Some(at) = placed.get(first) {
+                    // The file linked to must be complete and in place before it gets a second name.
+                    flush(&mut queue, &mut batch, true, summary).await?;
                     create_hardlink(dir, &Node { target: Some(at.clone()), ..node.clone() })?;
                     summary.hardlinks += 1;
                     continue;
@@ -437,11 +442,11 @@ async fn restore_tree(
                 })?;
                 // The first name is not restored: this one takes the content.
                 let substitute = Node { path: node.path.clone(), ..(*orig).clone() };
-                restore_tree_file(repo, index, dir, &substitute, summary).await?;
+                queue_tree_file(&mut queue, dir, substitute, &mut batch, summary).await?;
                 placed.insert(first, node.path.clone());
             }
             NodeKind::File => {
-                restore_tree_file(repo, index, dir, node, summary).await?;
+                queue_tree_file(&mut queue, dir, node.clone(), &mut batch, summary).await?;
                 placed.insert(&node.path, node.path.clone());
             }
             NodeKind::Dir => {
@@ -455,6 +460,7 @@ async fn restore_tree(
             }
         }
     }
+    flush(&mut queue, &mut batch, true, summary).await?;
     // Children first: writing into a directory changes its mtime.
     for node in dirs.iter().rev() {
         finish_dir(dir, node, &mut summary.warnings)?;
@@ -462,19 +468,43 @@ async fn restore_tree(
     Ok(())
 }
 
-/// A file is written and verified under a temporary name, and only then
-/// replaces what is at its path: a damaged chunk leaves the old file as it was.
-async fn restore_tree_file(
-    repo: &Arc<Repository>,
-    index: &Arc<Index>,
+/// Create a file of the tree and add it to `batch`, handing the batch to the
+/// queue once it is full.
+async fn queue_tree_file(
+    queue: &mut FillQueue,
     dir: &Path,
-    node: &Node,
+    node: Node,
+    batch: &mut FileBatch,
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
-    let new = NewFile::create(dir, node)?;
-    summary.bytes += write_content(repo, index, &node.chunks, new.file(), new.path()).await?;
-    new.commit(node, &mut summary.warnings)?;
-    summary.files += 1;
+    // Written under a temporary name; it replaces what is at its path only
+    // once its content is complete and verified (target/tree.rs).
+    let (file, place) = NewFile::create(dir, &node)?.split();
+    batch.push(PendingFile { path: place.tmp_path().to_path_buf(), file, node, place });
+    if batch.is_full() {
+        flush(queue, batch, false, summary).await?;
+    }
+    Ok(())
+}
+
+/// Hand `batch` to the queue (and with `all`, wait for every batch), then
+/// apply the metadata of the files whose content is complete and put them
+/// in place.
+async fn flush(
+    queue: &mut FillQueue,
+    batch: &mut FileBatch,
+    all: bool,
+    summary: &mut RestoreSummary,
+) -> Result<(), JobError> {
+    let mut done = queue.push(std::mem::take(batch)).await?;
+    if all {
+        done.extend(queue.drain().await?);
+    }
+    for f in done {
+        summary.bytes += f.size;
+        summary.files += 1;
+        tokio::task::block_in_place(|| f.place.commit(&f.file, &f.node, &mut summary.warnings))?;
+    }
     Ok(())
 }
 

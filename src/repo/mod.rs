@@ -12,6 +12,7 @@ pub mod lock;
 pub mod pack;
 pub mod prune;
 pub mod reader;
+pub mod restore_plan;
 pub mod snapshot;
 pub mod tree;
 pub mod walcat;

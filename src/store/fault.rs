@@ -133,4 +133,7 @@ impl<S: Store> Store for FaultStore<S> {
     fn upload_concurrency(&self) -> usize {
         self.inner.upload_concurrency()
     }
+    fn read_concurrency(&self) -> usize {
+        self.inner.read_concurrency()
+    }
 }

@@ -137,6 +137,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn upload_concurrency(&self) -> usize {
         2
     }
+    /// How many range reads a bulk reader (tree restore) keeps in flight: a
+    /// remote store hides its per-request latency only with many at once.
+    fn read_concurrency(&self) -> usize {
+        4
+    }
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -170,6 +175,9 @@ impl<T: Store + ?Sized> Store for Arc<T> {
     }
     fn upload_concurrency(&self) -> usize {
         (**self).upload_concurrency()
+    }
+    fn read_concurrency(&self) -> usize {
+        (**self).read_concurrency()
     }
 }
 

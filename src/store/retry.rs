@@ -107,6 +107,9 @@ impl<S: Store> Store for RetryStore<S> {
     fn upload_concurrency(&self) -> usize {
         self.inner.upload_concurrency()
     }
+    fn read_concurrency(&self) -> usize {
+        self.inner.read_concurrency()
+    }
 }
 
 #[cfg(test)]

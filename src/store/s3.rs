@@ -416,6 +416,10 @@ impl Store for S3Store {
     fn upload_concurrency(&self) -> usize {
         self.opts.upload_concurrency
     }
+
+    fn read_concurrency(&self) -> usize {
+        self.opts.read_concurrency
+    }
 }
 
 fn system_time(t: &aws_sdk_s3::primitives::DateTime) -> Option<std::time::SystemTime> {

@@ -26,6 +26,31 @@ fn is_zero(b: &[u8]) -> bool {
     groups.all(|g| g.iter().fold(0u8, |a, &x| a | x) == 0) && groups.remainder().iter().all(|&x| x == 0)
 }
 
+/// Write `data` at `pos` of `file`, skipping every 4 KiB-aligned block of it
+/// that is all zero. For files filled in any order (tree restore writes each
+/// chunk where it belongs); the caller sets the final length, which creates a
+/// trailing hole.
+pub fn write_sparse_at(file: &File, pos: u64, data: &[u8]) -> io::Result<()> {
+    let mut run: Option<usize> = None;
+    let mut i = 0;
+    while i < data.len() {
+        let off = pos + i as u64;
+        let end = data.len().min(i + (BLOCK - off % BLOCK) as usize);
+        if is_zero(&data[i..end]) {
+            if let Some(s) = run.take() {
+                file.write_all_at(&data[s..i], pos + s as u64)?;
+            }
+        } else if run.is_none() {
+            run = Some(i);
+        }
+        i = end;
+    }
+    if let Some(s) = run {
+        file.write_all_at(&data[s..], pos + s as u64)?;
+    }
+    Ok(())
+}
+
 impl SparseWriter {
     pub fn new(file: File) -> Self {
         Self { file, pos: 0 }
@@ -33,23 +58,7 @@ impl SparseWriter {
 
     /// Append `data`: non-zero runs are written, zero blocks left as holes.
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        let mut run: Option<usize> = None;
-        let mut i = 0;
-        while i < data.len() {
-            let off = self.pos + i as u64;
-            let end = data.len().min(i + (BLOCK - off % BLOCK) as usize);
-            if is_zero(&data[i..end]) {
-                if let Some(s) = run.take() {
-                    self.file.write_all_at(&data[s..i], self.pos + s as u64)?;
-                }
-            } else if run.is_none() {
-                run = Some(i);
-            }
-            i = end;
-        }
-        if let Some(s) = run {
-            self.file.write_all_at(&data[s..], self.pos + s as u64)?;
-        }
+        write_sparse_at(&self.file, self.pos, data)?;
         self.pos += data.len() as u64;
         Ok(())
     }

@@ -188,6 +188,36 @@ impl NewFile {
         treemeta::apply_to_fd(self.tmp.as_file(), &self.path, node, warnings)?;
         commit(self.tmp.into_temp_path(), &self.path)
     }
+
+    /// The open file apart from its placement, for writers that hold many
+    /// files at once (job/restore_batch.rs). Dropping the placement removes
+    /// the temporary file.
+    pub fn split(self) -> (File, Placement) {
+        let (file, tmp) = self.tmp.into_parts();
+        (file, Placement { tmp, path: self.path })
+    }
+}
+
+/// A restored file's temporary name and the path it will replace.
+pub struct Placement {
+    tmp: tempfile::TempPath,
+    path: PathBuf,
+}
+
+impl Placement {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Like [`NewFile::commit`], for `file` (the one [`NewFile::split`] gave).
+    pub fn commit(self, file: &File, node: &Node, warnings: &mut Vec<String>) -> Result<(), TargetError> {
+        treemeta::apply_to_fd(file, &self.path, node, warnings)?;
+        commit(self.tmp, &self.path)
+    }
 }
 
 /// Create the symlink of `node` (its metadata applied to the link itself)

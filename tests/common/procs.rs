@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Processes and listening sockets, read from /proc, for tests that check
 //! what a scratch server or a killed run left behind.
 //!

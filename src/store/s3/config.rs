@@ -46,6 +46,8 @@ pub struct S3Options {
     pub object_lock_mode: String,
     /// Packs uploaded at once.
     pub upload_concurrency: usize,
+    /// Range reads kept in flight by a tree restore.
+    pub read_concurrency: usize,
     /// Parts of one multipart upload sent at once.
     pub part_concurrency: usize,
     /// Objects larger than this use multipart upload.
@@ -92,6 +94,7 @@ impl S3Options {
             object_lock_days: None,
             object_lock_mode: "GOVERNANCE".into(),
             upload_concurrency: 4,
+            read_concurrency: 16,
             part_concurrency: 4,
             multipart_threshold: 32 * MIB,
             part_size: 8 * MIB,
@@ -125,6 +128,7 @@ impl S3Options {
                 _ => return Err(format!("object_lock_mode must be GOVERNANCE or COMPLIANCE, not {value:?}")),
             },
             "concurrency" => self.upload_concurrency = num(value)?.clamp(1, 64),
+            "read_concurrency" => self.read_concurrency = num(value)?.clamp(1, 64),
             "part_concurrency" => self.part_concurrency = num(value)?.clamp(1, 64),
             "multipart_threshold_mib" => self.multipart_threshold = num(value)?.max(5) * MIB,
             "part_size_mib" => self.part_size = num(value)?.max(5) * MIB,
