@@ -36,7 +36,7 @@ const SECRET_VARS: &[&str] = &[
 const ENGINE_PASSWORD_VARS: &[&str] = &["MYSQL_PWD", "PGPASSWORD"];
 
 /// Words that make a DRTOOL_* variable a secret, present or future.
-const SECRET_WORDS: &[&str] = &["PASSWORD", "SECRET", "TOKEN", "PASSPHRASE"];
+const SECRET_WORDS: &[&str] = &["PASSWORD", "SECRET", "TOKEN", "PASSPHRASE", "KEY"];
 
 /// What a scratch server keeps: where programs are, its locale and time zone.
 const MINIMAL_VARS: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"];

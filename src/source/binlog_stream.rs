@@ -86,7 +86,7 @@ impl BinlogServer {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         // The password is in the defaults file; nothing secret goes to the child's environment.
-        c.env_remove("DRTOOL_PASSWORD").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
+        crate::child::scrub_tool(&mut c);
         let mut child = c.spawn().map_err(|e| EngineError::io(format!("cannot run {}", self.tool.display()), e))?;
         let stderr = child.stderr.take();
         // Collected on a thread so a chatty tool never blocks on a full pipe.

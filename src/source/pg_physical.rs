@@ -29,9 +29,7 @@ pub fn spawn(conn: &PgConn, label: &str, handle: &ChildHandle) -> Result<Command
     cmd.arg(format!("--label={label}"));
     cmd.arg(format!("--dbname={}", conn.conninfo("postgres")));
     // The repository's secrets are none of the child's business.
-    for var in ["DRTOOL_PASSWORD", "DRTOOL_WAL_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
-        cmd.env_remove(var);
-    }
+    crate::child::scrub_tool(&mut cmd);
     CommandSource::spawn_command(cmd, "pg_basebackup -D - -F tar -X fetch", handle)
 }
 

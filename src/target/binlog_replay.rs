@@ -46,7 +46,7 @@ pub fn replay(url: &DbUrl, password: &Password, r: &Replay) -> Result<(), Restor
     let mut client = conn.command(conn.client());
     client.args(["--binary-mode", "--batch"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
     for c in [&mut reader, &mut client] {
-        c.env_remove("DRTOOL_PASSWORD").env_remove("AWS_SECRET_ACCESS_KEY").env_remove("AWS_SESSION_TOKEN");
+        crate::child::scrub_tool(c);
     }
     let spawn = |c: &mut Command, tool: &str| {
         c.spawn().map_err(|source| RestoreError::Spawn { tool: tool.to_string(), source })
