@@ -29,7 +29,7 @@ use crate::target::tree::{
     NewFile, TargetError, create_dir, create_hardlink, create_parents, create_symlink, finish_dir, safe_join,
 };
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -412,12 +412,16 @@ async fn restore_tree(
     dir: &Path,
     summary: &mut RestoreSummary,
 ) -> Result<(), JobError> {
-    let mut dirs = Vec::new();
+    let (mut dirs, mut links) = (Vec::new(), PendingLinks::default());
     let (mut batch, mut queue) = (FileBatch::default(), FillQueue::new(repo, index));
     // Name a file was recorded under -> name it was restored under.
     let mut placed: HashMap<&RawPath, RawPath> = HashMap::new();
     let mut files_by_path: Option<HashMap<&RawPath, &Node>> = None;
     for node in nodes {
+        if links.is_above(node) {
+            flush(&mut queue, &mut batch, true, summary).await?;
+            links.place(dir, summary)?;
+        }
         match node.kind {
             NodeKind::Hardlink => {
                 let first = node
@@ -454,18 +458,48 @@ async fn restore_tree(
                 summary.dirs += 1;
                 dirs.push(node);
             }
-            NodeKind::Symlink => {
-                create_symlink(dir, node, &mut summary.warnings)?;
-                summary.symlinks += 1;
-            }
+            NodeKind::Symlink => links.push(node),
         }
     }
     flush(&mut queue, &mut batch, true, summary).await?;
+    links.place(dir, summary)?;
     // Children first: writing into a directory changes its mtime.
     for node in dirs.iter().rev() {
         finish_dir(dir, node, &mut summary.warnings)?;
     }
     Ok(())
+}
+
+/// Symlinks wait until the files before them are verified and in place, so a
+/// failed restore replaces no existing entry with a link (a link has no
+/// content to verify first). A node below a waiting link, which only a
+/// crafted snapshot has, puts the links in place first, so that its unsafe
+/// parent is refused as such.
+#[derive(Default)]
+struct PendingLinks<'a> {
+    nodes: Vec<&'a Node>,
+    paths: HashSet<&'a [u8]>,
+}
+
+impl<'a> PendingLinks<'a> {
+    fn push(&mut self, node: &'a Node) {
+        self.paths.insert(&node.path.0);
+        self.nodes.push(node);
+    }
+
+    fn is_above(&self, node: &Node) -> bool {
+        let p = &node.path.0;
+        !self.paths.is_empty() && (0..p.len()).any(|i| p[i] == b'/' && self.paths.contains(&p[..i]))
+    }
+
+    fn place(&mut self, dir: &Path, summary: &mut RestoreSummary) -> Result<(), JobError> {
+        for node in self.nodes.drain(..) {
+            create_symlink(dir, node, &mut summary.warnings)?;
+            summary.symlinks += 1;
+        }
+        self.paths.clear();
+        Ok(())
+    }
 }
 
 /// Create a file of the tree and add it to `batch`, handing the batch to the
