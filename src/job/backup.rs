@@ -98,7 +98,7 @@ async fn backup_locked(
             // The parent is the host's own: `backup --host` names the host the snapshot is recorded under.
             let host = req.host.clone().unwrap_or_else(crate::repo::lock::hostname);
             super::paths::parent_trees(repo, &index, &req.name, &host).await
-        },
+        }
         _ => (None, ParentTrees::default()),
     };
     // Held until the read ends; every early return drops (removes) it.

@@ -259,6 +259,21 @@ impl S3Store {
         Ok(())
     }
 
+    /// Start a whole-object GET: the body and its announced length.
+    async fn get_object(&self, name: &str) -> Result<(ByteStream, Option<u64>), StoreError> {
+        let key = self.key(name)?;
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.opts.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.err("get", name, e))?;
+        let expected = r.content_length().and_then(|l| u64::try_from(l).ok());
+        Ok((r.body, expected))
+    }
+
     async fn read_body(&self, name: &str, body: ByteStream, expected: Option<u64>) -> Result<Vec<u8>, StoreError> {
         let data = body
             .collect()
@@ -307,35 +322,17 @@ impl Store for S3Store {
     }
 
     async fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        let key = self.key(name)?;
-        let r = self
-            .client
-            .get_object()
-            .bucket(&self.opts.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.err("get", name, e))?;
-        let expected = r.content_length().and_then(|l| u64::try_from(l).ok());
-        self.read_body(name, r.body, expected).await
+        let (body, expected) = self.get_object(name).await?;
+        self.read_body(name, body, expected).await
     }
 
     async fn get_limited(&self, name: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
-        let key = self.key(name)?;
-        let r = self
-            .client
-            .get_object()
-            .bucket(&self.opts.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.err("get", name, e))?;
-        let expected = r.content_length().and_then(|l| u64::try_from(l).ok());
+        let (body, expected) = self.get_object(name).await?;
         if let Some(size) = expected.filter(|&s| s > limit) {
             // Dropping the response closes the connection without reading the body.
             return Err(StoreError::TooLarge { name: name.to_string(), size: Some(size), limit });
         }
-        let data = self.read_body_limited(name, r.body, limit).await?;
+        let data = self.read_body_limited(name, body, limit).await?;
         if let Some(len) = expected
             && data.len() as u64 != len
         {
